@@ -1,0 +1,355 @@
+/*
+ * chan.h - Go-style channels, select, timers, signal channels, wait groups
+ * and an optional M:N task scheduler for C.
+ *
+ * Conventions (they hold for every function below):
+ *
+ *  - Errors.  A function that can fail returns 0 (or a non-negative result)
+ *    on success and a negative errno value on failure: -EPIPE, -EAGAIN,
+ *    -ETIMEDOUT, -EINVAL, -ENOMEM, -EDEADLK.  Constructors return NULL on
+ *    failure.  No function reads or writes errno.
+ *  - Timeouts are relative durations in nanoseconds (int64_t): 0 means "do
+ *    not block", any negative value (CHAN_FOREVER) means "no limit".  They
+ *    are measured on CLOCK_MONOTONIC, so wall-clock jumps do not affect them.
+ *  - Values are copied.  A channel carries elements of the fixed size given
+ *    to chan_make(), copied with memcpy.  To pass ownership of a large
+ *    object, send a pointer.  elem_size may be 0 (a pure signal channel, like
+ *    Go's chan struct{}); then every elem argument may be NULL.
+ *  - Thread safety.  Every function may be called from any number of threads
+ *    and scheduler tasks at once, and one channel may connect both.
+ *  - Bad input (a NULL channel, a NULL elem where elem_size > 0, an unknown
+ *    op, ...) gives -EINVAL or NULL, never a crash, a hang or a lost value.
+ *
+ * Inside a scheduler task every blocking call parks the task, not its worker
+ * thread; in a plain thread it blocks the thread.
+ */
+#ifndef CHAN_H
+#define CHAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CHAN_EXPORT __attribute__((visibility("default")))
+#else
+#define CHAN_EXPORT
+#endif
+
+/* Library version, also available to the preprocessor. */
+#define CHAN_VERSION_MAJOR 0
+#define CHAN_VERSION_MINOR 1
+#define CHAN_VERSION_PATCH 0
+
+/* A timeout that never expires. Any negative timeout means the same. */
+#define CHAN_FOREVER ((int64_t)-1)
+
+/* ------------------------------------------------------------------------ */
+/* Channels                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* An opaque, reference-counted channel. */
+typedef struct chan chan_t;
+
+/*
+ * chan_make - create a channel of elements of elem_size bytes.
+ *
+ * capacity == 0 makes an unbuffered (rendezvous) channel: a send completes
+ * only once a receiver has taken the value.  capacity > 0 buffers up to that
+ * many elements in FIFO order.  elem_size may be 0.
+ *
+ * Returns the channel with one reference owned by the caller, or NULL if
+ * elem_size * capacity overflows or memory runs out.  Never blocks.
+ */
+CHAN_EXPORT chan_t *chan_make(size_t elem_size, size_t capacity);
+
+/*
+ * chan_retain - add a reference to ch.
+ *
+ * Returns ch (NULL if ch is NULL).  Never blocks.  Use it when handing a
+ * channel to another thread or task that will release it independently.
+ */
+CHAN_EXPORT chan_t *chan_retain(chan_t *ch);
+
+/*
+ * chan_release - drop one reference to ch; the last one frees the channel.
+ *
+ * chan_release(NULL) does nothing.  Releasing the last reference while a
+ * thread or task is still blocked on the channel is a programming error.
+ * Releasing the last reference to a timer channel also stops the timer.
+ * Never blocks.
+ */
+CHAN_EXPORT void chan_release(chan_t *ch);
+
+/*
+ * chan_send - send the elem_size bytes at elem, blocking until done.
+ *
+ * On a buffered channel it blocks while the buffer is full; on an unbuffered
+ * one it returns only after a receiver has taken the value.  Blocked senders
+ * are served first come, first served.
+ *
+ * Returns 0 once the value is delivered or buffered; -EPIPE if the channel is
+ * closed, or is closed while waiting (the value is then not delivered);
+ * -EINVAL if ch is NULL, or elem is NULL and elem_size > 0.
+ */
+CHAN_EXPORT int chan_send(chan_t *ch, const void *elem);
+
+/*
+ * chan_recv - receive one element into elem, blocking until one is there.
+ *
+ * elem may be NULL to discard the value.  Blocked receivers are served first
+ * come, first served.
+ *
+ * Returns 0 with the value copied to elem; -EPIPE once the channel is closed
+ * and its buffer is drained (elem is left untouched); -EINVAL if ch is NULL.
+ */
+CHAN_EXPORT int chan_recv(chan_t *ch, void *elem);
+
+/*
+ * chan_trysend - send without blocking.
+ *
+ * An unbuffered chan_trysend succeeds only if a receiver is already waiting.
+ * Returns 0, -EAGAIN if the send cannot complete right now, -EPIPE if the
+ * channel is closed, -EINVAL as for chan_send.
+ */
+CHAN_EXPORT int chan_trysend(chan_t *ch, const void *elem);
+
+/*
+ * chan_tryrecv - receive without blocking.
+ *
+ * Returns 0, -EAGAIN if no value is available right now (and the channel is
+ * not closed), -EPIPE if the channel is closed and drained, -EINVAL if ch is
+ * NULL.
+ */
+CHAN_EXPORT int chan_tryrecv(chan_t *ch, void *elem);
+
+/*
+ * chan_timedsend - chan_send giving up after timeout_ns nanoseconds.
+ *
+ * timeout_ns == 0 behaves exactly like chan_trysend (-EAGAIN); a negative
+ * timeout waits forever.  Returns as chan_send, or -ETIMEDOUT when the
+ * timeout expired (the value was not delivered).
+ */
+CHAN_EXPORT int chan_timedsend(chan_t *ch, const void *elem, int64_t timeout_ns);
+
+/*
+ * chan_timedrecv - chan_recv giving up after timeout_ns nanoseconds.
+ *
+ * timeout_ns == 0 behaves exactly like chan_tryrecv (-EAGAIN); a negative
+ * timeout waits forever.  Returns as chan_recv, or -ETIMEDOUT when the
+ * timeout expired (elem is left untouched).
+ */
+CHAN_EXPORT int chan_timedrecv(chan_t *ch, void *elem, int64_t timeout_ns);
+
+/*
+ * chan_close - close ch.
+ *
+ * Values already buffered can still be received.  Every blocked sender and
+ * every blocked receiver (including selects) wakes with -EPIPE, and later
+ * sends fail with -EPIPE.  This is how a "done" or "quit" broadcast is
+ * expressed.  Never blocks.
+ *
+ * Returns 0, -EPIPE if ch was already closed, -EINVAL if ch is NULL.
+ */
+CHAN_EXPORT int chan_close(chan_t *ch);
+
+/* chan_len - the number of elements buffered now (0 for unbuffered or NULL). */
+CHAN_EXPORT size_t chan_len(chan_t *ch);
+
+/* chan_cap - the capacity given to chan_make (0 for NULL). */
+CHAN_EXPORT size_t chan_cap(chan_t *ch);
+
+/* ------------------------------------------------------------------------ */
+/* Select                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* What a select case does. */
+enum chan_op { CHAN_RECV = 1, CHAN_SEND = 2 };
+
+/* One case of chan_select(); fill ch, op and elem, read result. */
+typedef struct chan_case {
+    chan_t      *ch;     /* NULL: the case is disabled and never fires */
+    enum chan_op op;
+    void        *elem;   /* SEND: the value to send; RECV: where the value goes (may be NULL) */
+    int          result; /* out, chosen case only: 0, or -EPIPE if its channel was closed */
+} chan_case_t;
+
+/* Compound-literal helpers: CHAN_RECV_CASE(ch, &v), CHAN_SEND_CASE(ch, &v). */
+#define CHAN_RECV_CASE(c, p) ((chan_case_t){ .ch = (c), .op = CHAN_RECV, .elem = (p) })
+#define CHAN_SEND_CASE(c, p) ((chan_case_t){ .ch = (c), .op = CHAN_SEND, .elem = (void *)(p) })
+
+/*
+ * chan_select - wait until one of the cases can proceed, perform exactly one.
+ *
+ * When several cases are ready one is chosen uniformly at random, so no case
+ * is starved.  A receive from a closed, drained channel and a send to a
+ * closed channel are ready: the case is chosen with result = -EPIPE and
+ * nothing is sent or received.  Only the chosen case's result is written.
+ * The same channel may appear in several cases, for sending and receiving;
+ * a select never pairs with itself.  Cases whose ch is NULL are disabled.
+ *
+ * Returns the index of the chosen case; -EAGAIN when timeout_ns == 0 and no
+ * case is ready (Go's default:); -ETIMEDOUT when a positive timeout expires;
+ * -EINVAL for bad arguments (cases NULL with ncases > 0, an unknown op, a
+ * NULL elem on a send case whose channel has elem_size > 0), in which case
+ * nothing is performed; -ENOMEM if a select of very many cases cannot
+ * allocate its bookkeeping.  With ncases == 0 or only disabled cases it waits
+ * out the timeout (forever for CHAN_FOREVER, like Go's empty select {}).
+ */
+CHAN_EXPORT int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns);
+
+/* ------------------------------------------------------------------------ */
+/* Timers and signals                                                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * chan_after - a channel that receives once, after delay_ns.
+ *
+ * The channel has elem_size sizeof(int64_t) and capacity 1; the value is the
+ * CLOCK_MONOTONIC time in nanoseconds at which the timer fired.  A delay of 0
+ * or less fires at once.  The channel is not closed after firing: a second
+ * receive blocks, as in Go's time.After.  The caller owns one reference;
+ * releasing it stops the timer.  Returns NULL if memory runs out.
+ */
+CHAN_EXPORT chan_t *chan_after(int64_t delay_ns);
+
+/*
+ * chan_tick - a channel that receives every period_ns nanoseconds.
+ *
+ * As chan_after, repeating.  If the receiver falls behind, ticks are dropped
+ * rather than queued (capacity 1).  Returns NULL if period_ns <= 0 or memory
+ * runs out.  The caller owns one reference; releasing it stops the ticker.
+ */
+CHAN_EXPORT chan_t *chan_tick(int64_t period_ns);
+
+/*
+ * chan_timer_stop - stop a timer channel made by chan_after or chan_tick.
+ *
+ * Returns 0 if it stopped the timer before it fired (chan_after) or while it
+ * was running (chan_tick); -EPIPE if it had already fired or was already
+ * stopped; -EINVAL if timer is NULL or not a timer channel.  A value that
+ * was already delivered stays in the channel.  Never blocks for long.
+ */
+CHAN_EXPORT int chan_timer_stop(chan_t *timer);
+
+/*
+ * chan_signal_notify - deliver each arrival of signal signo to ch.
+ *
+ * ch must have elem_size sizeof(int); the value sent is the signal number,
+ * with a non-blocking send: when ch is full the signal is dropped, so give
+ * the channel a buffer.  Several channels may watch one signal and one
+ * channel may watch several.  A watched signal is delivered even if it was
+ * ignored before.  The channel holds its own reference while registered.
+ *
+ * Returns 0; -EINVAL if ch is NULL, its elem_size is not sizeof(int), signo
+ * is outside 1..NSIG-1, or signo is SIGKILL or SIGSTOP; -ENOMEM.
+ */
+CHAN_EXPORT int chan_signal_notify(chan_t *ch, int signo);
+
+/*
+ * chan_signal_stop - stop all signal delivery to ch.
+ *
+ * Once no channel watches a signal, its previous disposition is restored.
+ * Returns 0 (also if ch watched nothing), -EINVAL if ch is NULL.
+ */
+CHAN_EXPORT int chan_signal_stop(chan_t *ch);
+
+/* ------------------------------------------------------------------------ */
+/* Scheduler (optional)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* An opaque pool of worker threads running tasks (coroutines). */
+typedef struct chan_sched chan_sched_t;
+
+/* Options for chan_sched_new(). */
+typedef struct chan_sched_opts {
+    unsigned threads;     /* worker threads; 0 = number of online CPUs */
+    size_t   stack_size;  /* bytes per task stack; 0 = the library default */
+} chan_sched_opts_t;
+
+/*
+ * chan_sched_new - start a scheduler with its worker threads.
+ *
+ * opts may be NULL for the defaults (one worker per online CPU, 64 KiB task
+ * stacks, rounded up to whole pages, each with a guard page below it).
+ * Returns NULL if threads or memory cannot be had.
+ */
+CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
+
+/*
+ * chan_go - start fn(arg) as a new task on s.
+ *
+ * s == NULL inside a task means the task's own scheduler.  Never blocks.
+ * Returns 0; -EINVAL if fn is NULL, or s is NULL outside a task; -ENOMEM if
+ * no stack can be had.
+ */
+CHAN_EXPORT int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg);
+
+/*
+ * chan_sched_wait - block until every task of s has returned.
+ *
+ * Tasks started by tasks count too.  Returns 0; -EINVAL if s is NULL;
+ * -EDEADLK when called from a task of s (it would wait for itself).
+ */
+CHAN_EXPORT int chan_sched_wait(chan_sched_t *s);
+
+/*
+ * chan_sched_free - wait like chan_sched_wait, then stop the workers and free
+ * everything.  chan_sched_free(NULL) does nothing; calling it from a task of
+ * s is a programming error.
+ */
+CHAN_EXPORT void chan_sched_free(chan_sched_t *s);
+
+/* chan_sched_current - the scheduler of the calling task; NULL outside a task. */
+CHAN_EXPORT chan_sched_t *chan_sched_current(void);
+
+/* chan_yield - let other tasks run (in a plain thread: sched_yield()). */
+CHAN_EXPORT void chan_yield(void);
+
+/*
+ * chan_sleep - park the calling task (or sleep the calling thread) for ns
+ * nanoseconds.  Returns 0 (at once for ns <= 0).
+ */
+CHAN_EXPORT int chan_sleep(int64_t ns);
+
+/* ------------------------------------------------------------------------ */
+/* Wait groups                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* An opaque counter to wait on, like Go's sync.WaitGroup. */
+typedef struct chan_wg chan_wg_t;
+
+/* chan_wg_new - a wait group with counter 0, or NULL if memory runs out. */
+CHAN_EXPORT chan_wg_t *chan_wg_new(void);
+
+/*
+ * chan_wg_add - add delta (which may be negative) to the counter.
+ *
+ * When the counter reaches zero every waiter wakes.  Returns 0; -EINVAL if wg
+ * is NULL or the counter would go negative (it is then left unchanged).
+ */
+CHAN_EXPORT int chan_wg_add(chan_wg_t *wg, int delta);
+
+/* chan_wg_done - chan_wg_add(wg, -1). */
+CHAN_EXPORT int chan_wg_done(chan_wg_t *wg);
+
+/*
+ * chan_wg_wait - block until the counter is zero (at once if it is).
+ * Returns 0, or -EINVAL if wg is NULL.
+ */
+CHAN_EXPORT int chan_wg_wait(chan_wg_t *wg);
+
+/*
+ * chan_wg_free - free wg.  chan_wg_free(NULL) does nothing.  Freeing a wait
+ * group that a thread or task still waits on is a programming error.
+ */
+CHAN_EXPORT void chan_wg_free(chan_wg_t *wg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHAN_H */

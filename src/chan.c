@@ -1,0 +1,285 @@
+/*
+ * chan.c - the channel object: creation and references, the ring buffer,
+ * send and receive in their blocking, non-blocking and timed forms, close.
+ *
+ * The invariants and the locking rules of a channel are in chan_impl.h;
+ * how a waiter is queued and claimed is in waitq.h; how it sleeps, in
+ * park.h.  A blocked operation here is a one-case select without the
+ * shuffling and sorting: queue one waiter, park, and either be claimed by a
+ * peer or close (which did all the work) or time out and unlink.
+ *
+ * Lifetimes.  The waiter and its sel live on the blocked caller's stack.
+ * A peer that claims them copies the value and fills the sel under ch->mu,
+ * then drops the lock and unparks the owner; after chan__unpark() it never
+ * touches them again.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "chan_impl.h"
+#include "clock.h"
+#include "park.h"
+#include "waitq.h"
+
+/* Space for the struct rounded up so that the buffer after it is aligned
+ * for any element type. */
+#define CHAN_HDR_SIZE                                                         \
+    ((sizeof(struct chan) + CHAN_CACHELINE - 1) & ~(size_t)(CHAN_CACHELINE - 1))
+
+chan_t *chan_make(size_t elem_size, size_t capacity)
+{
+    size_t bytes = 0;
+    if (elem_size && capacity) {
+        if (capacity > (SIZE_MAX - CHAN_HDR_SIZE) / elem_size)
+            return NULL;
+        bytes = elem_size * capacity;
+    }
+    chan_t *ch = aligned_alloc(CHAN_CACHELINE,
+                               (CHAN_HDR_SIZE + bytes + CHAN_CACHELINE - 1) &
+                                   ~(size_t)(CHAN_CACHELINE - 1));
+    if (!ch)
+        return NULL;
+    memset(ch, 0, sizeof *ch);
+    if (pthread_mutex_init(&ch->mu, NULL) != 0) {
+        free(ch);
+        return NULL;
+    }
+    ch->elem_size = elem_size;
+    ch->cap = capacity;
+    /* Never NULL, even for 0 bytes, so slot() arithmetic stays defined. */
+    ch->buf = (unsigned char *)ch + CHAN_HDR_SIZE;
+    atomic_init(&ch->len, 0);
+    atomic_init(&ch->closed, 0);
+    atomic_init(&ch->refs, 1);
+    return ch;
+}
+
+chan_t *chan_retain(chan_t *ch)
+{
+    if (ch)
+        /* Relaxed: whoever hands ch on already owns a reference, so the
+         * object cannot go away concurrently (as with shared_ptr). */
+        atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+    return ch;
+}
+
+void chan_release(chan_t *ch)
+{
+    if (!ch)
+        return;
+    /* acq_rel: the last releaser must see every other holder's writes
+     * before it frees the channel. */
+    size_t old = atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel);
+    chan__assert(old > 0);
+    if (old != 1)
+        return;
+    if (ch->finalize)
+        ch->finalize(ch);
+    chan__check(pthread_mutex_destroy(&ch->mu));
+    free(ch);
+}
+
+static inline unsigned char *slot(chan_t *ch, size_t i)
+{
+    return ch->buf + (i % ch->cap) * ch->elem_size;
+}
+
+static inline void copy(void *dst, const void *src, size_t n)
+{
+    if (n && dst)
+        memcpy(dst, src, n);
+}
+
+/* Fills a claimed waiter's sel and returns its parker for unparking. */
+static inline chan__parker_t *fire(chan__waiter_t *w, int result)
+{
+    w->sel->fired = w->index;
+    w->sel->result = result;
+    return w->sel->parker;
+}
+
+int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
+{
+    if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
+        return -EPIPE;
+    chan__waiter_t *w = chan__waitq_claim(&ch->recvq);
+    if (w) {
+        /* Straight to the receiver: one copy, no detour through buf. */
+        copy(w->elem, elem, ch->elem_size);
+        *wake = fire(w, 0);
+        return 1;
+    }
+    size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
+    if (len < ch->cap) {
+        copy(slot(ch, ch->head + len), elem, ch->elem_size);
+        atomic_store_explicit(&ch->len, len + 1, memory_order_relaxed);
+        return 1;
+    }
+    return 0;
+}
+
+int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
+{
+    size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
+    if (len > 0) {
+        copy(elem, slot(ch, ch->head), ch->elem_size);
+        ch->head = (ch->head + 1) % ch->cap;
+        len--;
+        /* The buffer has room again: move the oldest blocked sender's value
+         * in at the tail, so FIFO order across buffer and queue holds. */
+        chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
+        if (w) {
+            copy(slot(ch, ch->head + len), w->elem, ch->elem_size);
+            len++;
+            *wake = fire(w, 0);
+        }
+        atomic_store_explicit(&ch->len, len, memory_order_relaxed);
+        return 1;
+    }
+    chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
+    if (w) {
+        copy(elem, w->elem, ch->elem_size);
+        *wake = fire(w, 0);
+        return 1;
+    }
+    if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
+        return -EPIPE;
+    return 0;
+}
+
+/*
+ * One send or receive with a deadline; timeout_ns as in the contract.
+ * Returns 0, -EPIPE, -EAGAIN (timeout_ns == 0) or -ETIMEDOUT.
+ */
+static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
+{
+    chan__parker_t *wake = NULL;
+    chan__check(pthread_mutex_lock(&ch->mu));
+    int rc = is_send ? chan__send_now(ch, elem, &wake)
+                     : chan__recv_now(ch, elem, &wake);
+    if (rc != 0) {
+        chan__check(pthread_mutex_unlock(&ch->mu));
+        if (wake)
+            chan__unpark(wake);
+        return rc < 0 ? rc : 0;
+    }
+    if (timeout_ns == 0) {
+        chan__check(pthread_mutex_unlock(&ch->mu));
+        return -EAGAIN;
+    }
+    int64_t deadline = chan__deadline(timeout_ns);
+
+    chan__sel_t sel;
+    chan__waiter_t w = { .elem = elem, .index = 0 };
+    chan__sel_init(&sel);
+    w.sel = &sel;
+    chan__waitq_t *q = is_send ? &ch->sendq : &ch->recvq;
+    chan__waitq_push(q, &w);
+    chan__check(pthread_mutex_unlock(&ch->mu));
+
+    if (chan__sel_wait(&sel, deadline) == 0)
+        return sel.result; /* the claimer unlinked w and did the copy */
+
+    chan__check(pthread_mutex_lock(&ch->mu));
+    chan__waitq_remove(q, &w);
+    chan__check(pthread_mutex_unlock(&ch->mu));
+    return -ETIMEDOUT;
+}
+
+static inline int bad_elem(chan_t *ch, const void *elem)
+{
+    return !ch || (!elem && ch->elem_size > 0);
+}
+
+int chan_send(chan_t *ch, const void *elem)
+{
+    if (bad_elem(ch, elem))
+        return -EINVAL;
+    return chan_op(ch, 1, (void *)elem, CHAN_FOREVER);
+}
+
+int chan_recv(chan_t *ch, void *elem)
+{
+    if (!ch)
+        return -EINVAL;
+    return chan_op(ch, 0, elem, CHAN_FOREVER);
+}
+
+int chan_trysend(chan_t *ch, const void *elem)
+{
+    if (bad_elem(ch, elem))
+        return -EINVAL;
+    return chan_op(ch, 1, (void *)elem, 0);
+}
+
+int chan_tryrecv(chan_t *ch, void *elem)
+{
+    if (!ch)
+        return -EINVAL;
+    return chan_op(ch, 0, elem, 0);
+}
+
+int chan_timedsend(chan_t *ch, const void *elem, int64_t timeout_ns)
+{
+    if (bad_elem(ch, elem))
+        return -EINVAL;
+    return chan_op(ch, 1, (void *)elem, timeout_ns);
+}
+
+int chan_timedrecv(chan_t *ch, void *elem, int64_t timeout_ns)
+{
+    if (!ch)
+        return -EINVAL;
+    return chan_op(ch, 0, elem, timeout_ns);
+}
+
+/* Claims every live waiter of q for close, appending them to *tail. */
+static chan__waiter_t **claim_all(chan__waitq_t *q, chan__waiter_t **tail)
+{
+    chan__waiter_t *w;
+    while ((w = chan__waitq_claim(q)) != NULL) {
+        fire(w, -EPIPE);
+        w->next = NULL; /* reuse the unlinked waiter's link for our list */
+        *tail = w;
+        tail = &w->next;
+    }
+    return tail;
+}
+
+int chan_close(chan_t *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    chan__waiter_t *list = NULL;
+    chan__check(pthread_mutex_lock(&ch->mu));
+    if (atomic_load_explicit(&ch->closed, memory_order_relaxed)) {
+        chan__check(pthread_mutex_unlock(&ch->mu));
+        return -EPIPE;
+    }
+    atomic_store_explicit(&ch->closed, 1, memory_order_relaxed);
+    claim_all(&ch->sendq, claim_all(&ch->recvq, &list));
+    chan__check(pthread_mutex_unlock(&ch->mu));
+
+    /* Wake them now that the lock is dropped.  Read next before unparking:
+     * the owner may return, and its waiter vanish, at once. */
+    while (list) {
+        chan__waiter_t *next = list->next;
+        chan__unpark(list->sel->parker);
+        list = next;
+    }
+    return 0;
+}
+
+size_t chan_len(chan_t *ch)
+{
+    /* A snapshot, as Go's len(ch): relaxed is enough. */
+    return ch ? atomic_load_explicit(&ch->len, memory_order_relaxed) : 0;
+}
+
+size_t chan_cap(chan_t *ch)
+{
+    return ch ? ch->cap : 0;
+}

@@ -1,0 +1,79 @@
+/*
+ * chan_impl.h - the channel object, shared by chan.c, select.c and the
+ * library's other channel producers (timers, signals).
+ *
+ * Invariants (with ch->mu held):
+ *   - 0 <= len <= cap; the buffered elements are buf[head], buf[head+1], ...
+ *     modulo cap, oldest first.
+ *   - len > 0 implies recvq holds no live waiter; len < cap implies sendq
+ *     holds no live waiter (a buffered channel never lets a sender wait while
+ *     there is room, nor a receiver while there is a value).
+ *   - For an unbuffered channel at most one of sendq and recvq holds live
+ *     waiters, with one exception: a single select that both sends and
+ *     receives on the channel has a waiter in each.  It never pairs with
+ *     itself, because a select only looks for partners (pass 1) before it
+ *     queues its own waiters (pass 2).
+ *   - closed implies sendq and recvq hold no live waiter: chan_close claims
+ *     them all.  Stale waiters (whose select fired elsewhere or timed out)
+ *     may remain in either queue until their owner unlinks them.
+ *
+ * Locking.  ch->mu guards len, head, closed, both queues and the links of
+ * every waiter in them, and the fields of a claimed sel until its owner is
+ * unparked.  Hold it for bookkeeping and one memcpy only: never across a
+ * park or an unpark.  Several channel locks are taken only by chan_select,
+ * in ascending address order (src/internal.h).
+ */
+#ifndef CHAN_IMPL_H
+#define CHAN_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "internal.h"
+#include "park.h"
+#include "waitq.h"
+
+struct chan {
+    pthread_mutex_t mu;       /* see Locking above */
+    size_t head;              /* index of the oldest buffered element */
+    _Atomic size_t len;       /* elements buffered; written under mu */
+    _Atomic int closed;       /* 1 once closed; written under mu */
+    chan__waitq_t recvq;      /* blocked receivers, FIFO */
+    chan__waitq_t sendq;      /* blocked senders, FIFO */
+
+    /* Immutable after chan_make. */
+    size_t elem_size;
+    size_t cap;
+    unsigned char *buf;       /* cap * elem_size bytes, after the struct */
+
+    _Atomic size_t refs;      /* references; the last release frees */
+
+    /*
+     * Called once, before the channel is freed by its last release, when
+     * not NULL.  Timers use it to leave the timer heap.  Set before the
+     * channel is shared.
+     */
+    void (*finalize)(chan_t *ch);
+    void *owner;              /* the finalizer's data (a timer, ...) */
+};
+
+/*
+ * chan__send_now - complete a send at once if possible.  Called with ch->mu
+ * held.  Returns 1 when the value went to a waiting receiver (whose parker is
+ * stored in *wake, to unpark after dropping the lock) or into the buffer
+ * (*wake untouched); 0 when it would block; -EPIPE when ch is closed.
+ */
+CHAN_INTERNAL int chan__send_now(chan_t *ch, const void *elem,
+                                 chan__parker_t **wake);
+
+/*
+ * chan__recv_now - complete a receive at once if possible.  Called with
+ * ch->mu held.  Returns 1 with the value in elem (unless NULL), *wake set to
+ * a sender to unpark after dropping the lock if one was served; 0 when it
+ * would block; -EPIPE when ch is closed and drained.
+ */
+CHAN_INTERNAL int chan__recv_now(chan_t *ch, void *elem,
+                                 chan__parker_t **wake);
+
+#endif /* CHAN_IMPL_H */

@@ -1,0 +1,66 @@
+/*
+ * internal.h - what every source file of libchan includes first: feature
+ * macros, the assertion that stays on in every build, the export marker and
+ * the one table of lock order.
+ *
+ * Lock order.  A thread may hold several of these at once only in the order
+ * given, top to bottom, and releases them in reverse:
+ *
+ *   1. the timer heap lock (timer.c) and the signal registry lock
+ *      (signal.c): their threads fire timers and relay signals with it
+ *      held, which takes channel locks below it;
+ *   2. channel mutexes (chan.mu), in ascending address order, each at most
+ *      once (chan_select locks all of its channels this way; every other
+ *      path holds at most one channel lock);
+ *   3. leaf locks, under which nothing else is taken: a parker's mutex
+ *      (park.c), a wait group's mutex (wg.c), the scheduler's run-queue and
+ *      idle locks (sched/).
+ *
+ * Unparking is done after dropping channel locks, so it adds no edge from
+ * 2 to 3 beyond the ones listed.
+ *
+ * No lock is ever held across a park: a waiter is published under the
+ * channel lock, the lock is dropped, then the waiter parks.
+ */
+#ifndef CHAN_INTERNAL_H
+#define CHAN_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "chan.h"
+
+/* Marks non-static internals; they are hidden by -fvisibility=hidden. */
+#define CHAN_INTERNAL __attribute__((visibility("hidden")))
+
+#define CHAN_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define CHAN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/*
+ * chan__assert - check an invariant in every build; a broken invariant
+ * (a failed unlock, a corrupted queue) aborts with file and line.  Bad input
+ * from the caller is never checked this way: it returns -EINVAL.
+ */
+#define chan__assert(x)                                                       \
+    do {                                                                      \
+        if (CHAN_UNLIKELY(!(x))) {                                            \
+            fprintf(stderr, "libchan: assertion failed: %s (%s:%d)\n", #x,    \
+                    __FILE__, __LINE__);                                      \
+            abort();                                                          \
+        }                                                                     \
+    } while (0)
+
+/* pthread calls that can only fail by misuse: abort if they do. */
+#define chan__check(call) chan__assert((call) == 0)
+
+/* Size of a cache line, for keeping hot fields of different writers apart. */
+#define CHAN_CACHELINE 64
+
+#define chan__container_of(ptr, type, member)                                 \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#endif /* CHAN_INTERNAL_H */

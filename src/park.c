@@ -1,0 +1,153 @@
+/*
+ * park.c - parking plain threads: a short adaptive spin on the state word,
+ * then a mutex and a CLOCK_MONOTONIC condition variable.
+ *
+ * Invariants.
+ *   - p->state is PARKED only while the owner is inside chan__park_wait()'s
+ *     locked section or has left it on a timeout (then it stays PARKED until
+ *     the next chan__park_prepare()).
+ *   - A waker that stores NOTIFIED under p->mu (the slow path) still has to
+ *     signal and unlock.  The owner therefore only trusts a NOTIFIED it read
+ *     while holding p->mu, or one it read while spinning from EMPTY: from
+ *     EMPTY only the lock-free CAS can produce NOTIFIED, and that waker is
+ *     already done with the parker.
+ *
+ * Locking.  p->mu guards the EMPTY -> PARKED step and the sleep; it is the
+ * innermost lock (src/internal.h) and is never held by anything but this
+ * file.
+ *
+ * Lifetimes.  The parker is thread-local.  The owner leaves the slow path
+ * only after taking p->mu, i.e. after the waker's unlock, so the parker (and
+ * the thread) cannot go away under a waker.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "park.h"
+
+chan__parker_t *(*_Atomic chan__park_task_hook)(void);
+
+static __thread chan__parker_t thread_parker;
+
+/* Spin budget bounds, in polls of the state word (each a few dozen ns). */
+enum { SPIN_MIN = 16, SPIN_START = 256, SPIN_MAX = 4096 };
+
+/* 1 when there is more than one CPU to spin against; set once. */
+static int spin_useful = -1;
+
+static void parker_init(chan__parker_t *p)
+{
+    pthread_condattr_t attr;
+    chan__check(pthread_mutex_init(&p->mu, NULL));
+    chan__check(pthread_condattr_init(&attr));
+    chan__check(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC));
+    chan__check(pthread_cond_init(&p->cv, &attr));
+    pthread_condattr_destroy(&attr);
+    p->ops = NULL;
+    p->spin = SPIN_START;
+    p->ready = 1;
+    if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0)
+        __atomic_store_n(&spin_useful, sysconf(_SC_NPROCESSORS_ONLN) > 1,
+                         __ATOMIC_RELAXED);
+}
+
+chan__parker_t *chan__park_self(void)
+{
+    chan__parker_t *(*hook)(void) =
+        atomic_load_explicit(&chan__park_task_hook, memory_order_acquire);
+    if (hook) {
+        chan__parker_t *p = hook();
+        if (p)
+            return p;
+    }
+    chan__parker_t *p = &thread_parker;
+    if (CHAN_UNLIKELY(!p->ready))
+        parker_init(p);
+    return p;
+}
+
+/* Spins while the state is EMPTY; returns 1 if it became NOTIFIED. */
+static int spin_for_notify(chan__parker_t *p)
+{
+    if (!__atomic_load_n(&spin_useful, __ATOMIC_RELAXED))
+        return 0;
+    unsigned budget = p->spin;
+    for (unsigned i = 0; i < budget; i++) {
+        if (atomic_load_explicit(&p->state, memory_order_acquire) ==
+            CHAN_PARK_NOTIFIED) {
+            /* Worth it: let the next wait spin longer. */
+            if (p->spin < SPIN_MAX)
+                p->spin *= 2;
+            return 1;
+        }
+        chan__cpu_relax();
+    }
+    if (p->spin > SPIN_MIN)
+        p->spin /= 2;
+    return 0;
+}
+
+int chan__park_wait(chan__parker_t *p, int64_t deadline)
+{
+    if (p->ops)
+        return p->ops->wait(p, deadline);
+
+    /* Only spin from EMPTY: see the second invariant above. */
+    if (atomic_load_explicit(&p->state, memory_order_acquire) ==
+            CHAN_PARK_EMPTY &&
+        spin_for_notify(p))
+        return 0;
+
+    int rc = 0;
+    struct timespec ts = chan__timespec(deadline);
+    chan__check(pthread_mutex_lock(&p->mu));
+    int s = CHAN_PARK_EMPTY;
+    /* EMPTY -> PARKED; failing means NOTIFIED (or PARKED from a previous
+     * timed-out wait, in which case we simply sleep again). */
+    atomic_compare_exchange_strong_explicit(&p->state, &s, CHAN_PARK_PARKED,
+                                            memory_order_acq_rel,
+                                            memory_order_acquire);
+    while (atomic_load_explicit(&p->state, memory_order_acquire) !=
+           CHAN_PARK_NOTIFIED) {
+        if (deadline == CHAN_NO_DEADLINE) {
+            chan__check(pthread_cond_wait(&p->cv, &p->mu));
+        } else {
+            int e = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            if (e == ETIMEDOUT &&
+                atomic_load_explicit(&p->state, memory_order_acquire) !=
+                    CHAN_PARK_NOTIFIED) {
+                rc = -ETIMEDOUT;
+                break;
+            }
+            chan__assert(e == 0 || e == ETIMEDOUT);
+        }
+    }
+    chan__check(pthread_mutex_unlock(&p->mu));
+    return rc;
+}
+
+void chan__unpark(chan__parker_t *p)
+{
+    int s = CHAN_PARK_EMPTY;
+    /* Fast path: the owner has not gone to sleep; it will see NOTIFIED
+     * while spinning or in its CAS.  acq_rel publishes everything the waker
+     * wrote for the owner (the copied value, the fired case) before the
+     * owner can read NOTIFIED. */
+    if (atomic_compare_exchange_strong_explicit(&p->state, &s,
+                                                CHAN_PARK_NOTIFIED,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return;
+    if (p->ops) {
+        p->ops->wake(p);
+        return;
+    }
+    chan__assert(s == CHAN_PARK_PARKED);
+    chan__check(pthread_mutex_lock(&p->mu));
+    atomic_store_explicit(&p->state, CHAN_PARK_NOTIFIED, memory_order_release);
+    chan__check(pthread_cond_signal(&p->cv));
+    chan__check(pthread_mutex_unlock(&p->mu));
+}

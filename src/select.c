@@ -1,0 +1,242 @@
+/*
+ * select.c - chan_select: wait on several channel operations, perform one.
+ *
+ * The algorithm is Go's selectgo:
+ *   0. Check every case; a bad one fails the whole call before anything
+ *      is done.  Shuffle the enabled cases into a random poll order (so no
+ *      ready case is starved) and sort them by channel address (the lock
+ *      order).
+ *   1. Lock every distinct channel once, in address order.  Walk the poll
+ *      order and perform the first case that can complete at once.
+ *   2. If none can, queue one waiter per case, all sharing one sel, unlock
+ *      and park.
+ *   3. Once claimed (by a peer or a close) or timed out, relock every
+ *      channel and unlink the waiters that are still queued.
+ *
+ * Invariants.  Only the claimer of the sel completes an operation for this
+ * select, and it completes exactly one (waitq.h, "The claim").  A select
+ * never pairs with itself: pass 1 runs before any of its waiters is queued,
+ * and in pass 2 it only queues.
+ *
+ * Locking.  Channel locks in ascending address order, each once; released
+ * in reverse (src/internal.h).  No lock is held while parked.
+ *
+ * Lifetimes.  The waiters and the sel are on this stack frame.  Peers may
+ * read a linked waiter under its channel's lock until pass 3 has unlinked
+ * it, which is why pass 3 relocks every channel, even after a timeout, and
+ * why this frame must not return before pass 3 is done.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "chan_impl.h"
+#include "clock.h"
+#include "park.h"
+#include "waitq.h"
+
+/* Cases handled with stack storage; larger selects allocate. */
+enum { SELECT_STACK_CASES = 16 };
+
+/* Per-thread xorshift64* state for the poll order.  Read and updated in one
+ * go, never across a park, so a task that changes threads is harmless. */
+static __thread uint64_t rng_state;
+
+static uint32_t rng_next(void)
+{
+    uint64_t x = rng_state;
+    if (CHAN_UNLIKELY(x == 0))
+        x = (uint64_t)(uintptr_t)&rng_state ^ (uint64_t)chan__now() ^
+            0x9e3779b97f4a7c15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return (uint32_t)((x * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+/* A uniform integer in [0, n), by Lemire's multiply-shift. */
+static inline uint32_t rng_below(uint32_t n)
+{
+    return (uint32_t)(((uint64_t)rng_next() * n) >> 32);
+}
+
+/* Scratch for one call: the enabled cases in poll order and in lock order. */
+struct scratch {
+    int *poll;               /* case indices, shuffled */
+    int *lock;               /* case indices, sorted by channel address */
+    chan__waiter_t *waiters; /* indexed like lock[] */
+};
+
+static void sort_by_chan(chan_case_t *cases, int *idx, size_t n)
+{
+    /* Insertion sort: selects are small, and this one needs no allocation.
+     * Large selects pay O(n^2) compares, which is still far below the cost
+     * of the locking they do. */
+    for (size_t i = 1; i < n; i++) {
+        int v = idx[i];
+        uintptr_t key = (uintptr_t)cases[v].ch;
+        size_t j = i;
+        while (j > 0 && (uintptr_t)cases[idx[j - 1]].ch > key) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = v;
+    }
+}
+
+static void lock_all(chan_case_t *cases, const int *lock, size_t n)
+{
+    chan_t *prev = NULL;
+    for (size_t i = 0; i < n; i++) {
+        chan_t *ch = cases[lock[i]].ch;
+        if (ch != prev)
+            chan__check(pthread_mutex_lock(&ch->mu));
+        prev = ch;
+    }
+}
+
+static void unlock_all(chan_case_t *cases, const int *lock, size_t n)
+{
+    for (size_t i = n; i-- > 0;) {
+        chan_t *ch = cases[lock[i]].ch;
+        if (i == 0 || cases[lock[i - 1]].ch != ch)
+            chan__check(pthread_mutex_unlock(&ch->mu));
+    }
+}
+
+/* Checks every case; returns the number of enabled ones or -EINVAL. */
+static long check_cases(const chan_case_t *cases, size_t ncases)
+{
+    if (ncases > 0 && !cases)
+        return -EINVAL;
+    if (ncases > (size_t)INT_MAX)
+        return -EINVAL;
+    long enabled = 0;
+    for (size_t i = 0; i < ncases; i++) {
+        const chan_case_t *c = &cases[i];
+        if (c->op != CHAN_RECV && c->op != CHAN_SEND)
+            return -EINVAL;
+        if (!c->ch)
+            continue;
+        if (c->op == CHAN_SEND && !c->elem && c->ch->elem_size > 0)
+            return -EINVAL;
+        enabled++;
+    }
+    return enabled;
+}
+
+/* With nothing to wait for: sleep out the timeout (Go's empty select). */
+static int wait_nothing(int64_t timeout_ns)
+{
+    if (timeout_ns == 0)
+        return -EAGAIN;
+    chan__sel_t sel;
+    chan__sel_init(&sel);
+    int rc = chan__sel_wait(&sel, chan__deadline(timeout_ns));
+    /* Nobody can claim a sel that no channel knows about. */
+    chan__assert(rc == -ETIMEDOUT);
+    return rc;
+}
+
+static int select_locked(chan_case_t *cases, struct scratch *s, size_t n,
+                         int64_t timeout_ns)
+{
+    /* Pass 1: the first ready case in poll order. */
+    for (size_t i = 0; i < n; i++) {
+        chan_case_t *c = &cases[s->poll[i]];
+        chan__parker_t *wake = NULL;
+        int rc = c->op == CHAN_SEND ? chan__send_now(c->ch, c->elem, &wake)
+                                    : chan__recv_now(c->ch, c->elem, &wake);
+        if (rc != 0) {
+            unlock_all(cases, s->lock, n);
+            if (wake)
+                chan__unpark(wake);
+            c->result = rc < 0 ? rc : 0;
+            return s->poll[i];
+        }
+    }
+    if (timeout_ns == 0) {
+        unlock_all(cases, s->lock, n);
+        return -EAGAIN;
+    }
+    int64_t deadline = chan__deadline(timeout_ns);
+
+    /* Pass 2: a waiter on every channel, in lock order. */
+    chan__sel_t sel;
+    chan__sel_init(&sel);
+    for (size_t i = 0; i < n; i++) {
+        int k = s->lock[i];
+        chan__waiter_t *w = &s->waiters[i];
+        w->sel = &sel;
+        w->elem = cases[k].elem;
+        w->index = k;
+        chan__waitq_push(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
+                                                  : &cases[k].ch->recvq,
+                         w);
+    }
+    unlock_all(cases, s->lock, n);
+
+    int rc = chan__sel_wait(&sel, deadline);
+
+    /* Pass 3: unlink the losers.  With a single case that fired, its
+     * claimer already unlinked it and there is nothing to do. */
+    if (n > 1 || rc != 0) {
+        lock_all(cases, s->lock, n);
+        for (size_t i = 0; i < n; i++) {
+            int k = s->lock[i];
+            chan__waitq_remove(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
+                                                        : &cases[k].ch->recvq,
+                               &s->waiters[i]);
+        }
+        unlock_all(cases, s->lock, n);
+    }
+    if (rc != 0)
+        return rc;
+    cases[sel.fired].result = sel.result;
+    return sel.fired;
+}
+
+int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
+{
+    long enabled = check_cases(cases, ncases);
+    if (enabled < 0)
+        return (int)enabled;
+    if (enabled == 0)
+        return wait_nothing(timeout_ns);
+
+    size_t n = (size_t)enabled;
+    int poll_buf[SELECT_STACK_CASES], lock_buf[SELECT_STACK_CASES];
+    chan__waiter_t waiter_buf[SELECT_STACK_CASES];
+    struct scratch s = { poll_buf, lock_buf, waiter_buf };
+    void *heap = NULL;
+    if (n > SELECT_STACK_CASES) {
+        heap = malloc(n * (2 * sizeof(int) + sizeof(chan__waiter_t)));
+        if (!heap)
+            return -ENOMEM;
+        s.waiters = heap;
+        s.poll = (int *)(s.waiters + n);
+        s.lock = s.poll + n;
+    }
+
+    /* Inside-out Fisher-Yates: a uniformly random poll order. */
+    size_t m = 0;
+    for (size_t i = 0; i < ncases; i++) {
+        if (!cases[i].ch)
+            continue;
+        uint32_t j = rng_below((uint32_t)m + 1);
+        s.poll[m] = s.poll[j];
+        s.poll[j] = (int)i;
+        s.lock[m] = (int)i;
+        m++;
+    }
+    sort_by_chan(cases, s.lock, n);
+
+    lock_all(cases, s.lock, n);
+    int rc = select_locked(cases, &s, n, timeout_ns);
+    free(heap);
+    return rc;
+}

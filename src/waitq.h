@@ -1,0 +1,114 @@
+/*
+ * waitq.h - FIFO queues of blocked senders or receivers, and the claim that
+ * decides who completes a blocked operation.
+ *
+ * A blocked chan_send, chan_recv or chan_select puts one chan__sel_t and one
+ * chan__waiter_t per channel case on its own stack.  Each waiter is linked
+ * into its channel's sendq or recvq; all waiters of one select share one
+ * chan__sel_t.
+ *
+ * The claim.  sel->state goes WAITING -> DONE exactly once, by a CAS, won by
+ * whichever comes first: a peer that completes one of the cases, a
+ * chan_close of one of the channels, or the owner itself giving up on a
+ * timeout (chan__sel_cancel).  Only the winner writes sel->fired and
+ * sel->result and, if it is not the owner, unparks the owner.  A loser never
+ * touches the waiter again except to unlink it under its channel's lock.
+ *
+ * Lifetimes.  A waiter stays valid while it is linked or while its owner has
+ * not been unparked.  The owner, after waking, relocks every channel it
+ * queued on and unlinks what is left, so a peer holding a channel lock may
+ * always read a linked waiter and its sel, even a stale one.
+ */
+#ifndef CHAN_WAITQ_H
+#define CHAN_WAITQ_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "internal.h"
+#include "park.h"
+
+enum { CHAN_SEL_WAITING = 0, CHAN_SEL_DONE = 1 };
+
+/* The blocked party: one per blocked call, shared by its waiters. */
+typedef struct chan__sel {
+    _Atomic int state;        /* CHAN_SEL_*; see "The claim" above */
+    int fired;                /* case index that fired; written by the claimer */
+    int result;               /* 0 or -EPIPE; written by the claimer */
+    chan__parker_t *parker;   /* how the owner sleeps; immutable while queued */
+} chan__sel_t;
+
+/* One case of a blocked call, linked into one channel's queue. */
+typedef struct chan__waiter {
+    struct chan__waiter *next;  /* guarded by the channel lock */
+    struct chan__waiter *prev;  /* guarded by the channel lock */
+    chan__sel_t *sel;           /* the owner's shared state; immutable */
+    void *elem;                 /* send: the value; recv: destination or NULL */
+    int index;                  /* the case index reported as sel->fired */
+    int queued;                 /* 1 while linked; guarded by the channel lock */
+} chan__waiter_t;
+
+/* A FIFO of waiters, guarded by its channel's lock. */
+typedef struct chan__waitq {
+    chan__waiter_t *head;  /* oldest waiter, NULL if empty */
+    chan__waiter_t *tail;  /* newest waiter, NULL if empty */
+} chan__waitq_t;
+
+/* chan__waitq_push - append w.  Called with the channel lock held. */
+CHAN_INTERNAL void chan__waitq_push(chan__waitq_t *q, chan__waiter_t *w);
+
+/* chan__waitq_remove - unlink w if it is still linked.  Channel lock held. */
+CHAN_INTERNAL void chan__waitq_remove(chan__waitq_t *q, chan__waiter_t *w);
+
+/*
+ * chan__waitq_claim - unlink and return the oldest waiter whose sel this
+ * call wins (WAITING -> DONE), dropping stale waiters on the way; NULL if
+ * none is left.  Called with the channel lock held.  The caller must then
+ * fill sel->fired and sel->result and, after dropping the lock, unpark the
+ * owner.
+ */
+CHAN_INTERNAL chan__waiter_t *chan__waitq_claim(chan__waitq_t *q);
+
+/* chan__sel_init - a WAITING sel for the calling thread or task. */
+static inline void chan__sel_init(chan__sel_t *s)
+{
+    atomic_store_explicit(&s->state, CHAN_SEL_WAITING, memory_order_relaxed);
+    s->fired = -1;
+    s->result = 0;
+    s->parker = chan__park_self();
+    chan__park_prepare(s->parker);
+}
+
+/*
+ * chan__sel_cancel - the owner's own claim, after a timeout.  Returns 1 if
+ * the owner won (nobody will wake it), 0 if a peer or close won and its
+ * wakeup is on the way (then wait for it with CHAN_NO_DEADLINE).
+ */
+static inline int chan__sel_cancel(chan__sel_t *s)
+{
+    int expect = CHAN_SEL_WAITING;
+    /* acq_rel: on failure, acquire pairs with the winner's CAS so that the
+     * owner may read what the winner wrote once it is unparked. */
+    return atomic_compare_exchange_strong_explicit(
+        &s->state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
+        memory_order_acquire);
+}
+
+/*
+ * chan__sel_wait - park until claimed or deadline.  Returns 0 when a peer or
+ * close claimed the sel (fired and result are valid), -ETIMEDOUT when the
+ * owner cancelled it itself.  The caller holds no lock.
+ */
+static inline int chan__sel_wait(chan__sel_t *s, int64_t deadline)
+{
+    if (chan__park_wait(s->parker, deadline) == 0)
+        return 0;
+    if (chan__sel_cancel(s))
+        return -ETIMEDOUT;
+    /* Lost the race: the winner's unpark is coming. */
+    chan__assert(chan__park_wait(s->parker, INT64_MAX) == 0);
+    return 0;
+}
+
+#endif /* CHAN_WAITQ_H */
