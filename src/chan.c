@@ -9,7 +9,7 @@
  * peer or close (which did all the work) or time out and unlink.
  *
  * Lifetimes.  The waiter and its sel live on the blocked caller's stack.
- * A peer that claims them copies the value and fills the sel under ch->mu,
+ * A peer that claims them copies the value and fills the sel under ch->lock,
  * then drops the lock and unparks the owner; after chan__unpark() it never
  * touches them again.
  */
@@ -21,6 +21,7 @@
 
 #include "chan_impl.h"
 #include "clock.h"
+#include "lock.h"
 #include "park.h"
 #include "waitq.h"
 
@@ -33,7 +34,9 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
 {
     size_t bytes = 0;
     if (elem_size && capacity) {
-        if (capacity > (SIZE_MAX - CHAN_HDR_SIZE) / elem_size)
+        /* Leave room for the header and the rounding up below, so that
+         * the size passed to aligned_alloc cannot wrap around. */
+        if (capacity > (SIZE_MAX - CHAN_HDR_SIZE - CHAN_CACHELINE) / elem_size)
             return NULL;
         bytes = elem_size * capacity;
     }
@@ -43,10 +46,7 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     if (!ch)
         return NULL;
     memset(ch, 0, sizeof *ch);
-    if (pthread_mutex_init(&ch->mu, NULL) != 0) {
-        free(ch);
-        return NULL;
-    }
+    chan__lock_init(&ch->lock);
     ch->elem_size = elem_size;
     ch->cap = capacity;
     /* Never NULL, even for 0 bytes, so slot() arithmetic stays defined. */
@@ -78,7 +78,6 @@ void chan_release(chan_t *ch)
         return;
     if (ch->finalize)
         ch->finalize(ch);
-    chan__check(pthread_mutex_destroy(&ch->mu));
     free(ch);
 }
 
@@ -157,17 +156,17 @@ int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
 static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 {
     chan__parker_t *wake = NULL;
-    chan__check(pthread_mutex_lock(&ch->mu));
+    chan__lock(&ch->lock);
     int rc = is_send ? chan__send_now(ch, elem, &wake)
                      : chan__recv_now(ch, elem, &wake);
     if (rc != 0) {
-        chan__check(pthread_mutex_unlock(&ch->mu));
+        chan__unlock(&ch->lock);
         if (wake)
             chan__unpark(wake);
         return rc < 0 ? rc : 0;
     }
     if (timeout_ns == 0) {
-        chan__check(pthread_mutex_unlock(&ch->mu));
+        chan__unlock(&ch->lock);
         return -EAGAIN;
     }
     int64_t deadline = chan__deadline(timeout_ns);
@@ -178,14 +177,14 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     w.sel = &sel;
     chan__waitq_t *q = is_send ? &ch->sendq : &ch->recvq;
     chan__waitq_push(q, &w);
-    chan__check(pthread_mutex_unlock(&ch->mu));
+    chan__unlock(&ch->lock);
 
     if (chan__sel_wait(&sel, deadline) == 0)
         return sel.result; /* the claimer unlinked w and did the copy */
 
-    chan__check(pthread_mutex_lock(&ch->mu));
+    chan__lock(&ch->lock);
     chan__waitq_remove(q, &w);
-    chan__check(pthread_mutex_unlock(&ch->mu));
+    chan__unlock(&ch->lock);
     return -ETIMEDOUT;
 }
 
@@ -254,14 +253,14 @@ int chan_close(chan_t *ch)
     if (!ch)
         return -EINVAL;
     chan__waiter_t *list = NULL;
-    chan__check(pthread_mutex_lock(&ch->mu));
+    chan__lock(&ch->lock);
     if (atomic_load_explicit(&ch->closed, memory_order_relaxed)) {
-        chan__check(pthread_mutex_unlock(&ch->mu));
+        chan__unlock(&ch->lock);
         return -EPIPE;
     }
     atomic_store_explicit(&ch->closed, 1, memory_order_relaxed);
     claim_all(&ch->sendq, claim_all(&ch->recvq, &list));
-    chan__check(pthread_mutex_unlock(&ch->mu));
+    chan__unlock(&ch->lock);
 
     /* Wake them now that the lock is dropped.  Read next before unparking:
      * the owner may return, and its waiter vanish, at once. */

@@ -2,7 +2,7 @@
  * chan_impl.h - the channel object, shared by chan.c, select.c and the
  * library's other channel producers (timers, signals).
  *
- * Invariants (with ch->mu held):
+ * Invariants (with ch->lock held):
  *   - 0 <= len <= cap; the buffered elements are buf[head], buf[head+1], ...
  *     modulo cap, oldest first.
  *   - len > 0 implies recvq holds no live waiter; len < cap implies sendq
@@ -17,7 +17,7 @@
  *     them all.  Stale waiters (whose select fired elsewhere or timed out)
  *     may remain in either queue until their owner unlinks them.
  *
- * Locking.  ch->mu guards len, head, closed, both queues and the links of
+ * Locking.  ch->lock guards len, head, closed, both queues and the links of
  * every waiter in them, and the fields of a claimed sel until its owner is
  * unparked.  Hold it for bookkeeping and one memcpy only: never across a
  * park or an unpark.  Several channel locks are taken only by chan_select,
@@ -31,22 +31,29 @@
 #include <stddef.h>
 
 #include "internal.h"
+#include "lock.h"
 #include "park.h"
 #include "waitq.h"
 
 struct chan {
-    pthread_mutex_t mu;       /* see Locking above */
+    /*
+     * First what every operation touches, together: the lock, the buffer
+     * indices, both queues and the shape.  Operations read all of it under
+     * the lock anyway, so spreading it out would only fetch more lines.
+     * What other threads write outside the lock (refs) gets a line of its
+     * own, so that retain and release do not steal the lock's line.
+     */
+    chan__lock_t lock;        /* see Locking above */
+    _Atomic int closed;       /* 1 once closed; written under lock */
     size_t head;              /* index of the oldest buffered element */
-    _Atomic size_t len;       /* elements buffered; written under mu */
-    _Atomic int closed;       /* 1 once closed; written under mu */
+    _Atomic size_t len;       /* elements buffered; written under lock */
     chan__waitq_t recvq;      /* blocked receivers, FIFO */
     chan__waitq_t sendq;      /* blocked senders, FIFO */
+    size_t elem_size;         /* immutable */
+    size_t cap;               /* immutable */
+    unsigned char *buf;       /* immutable: cap * elem_size bytes after the struct */
 
-    /* Immutable after chan_make. */
-    size_t elem_size;
-    size_t cap;
-    unsigned char *buf;       /* cap * elem_size bytes, after the struct */
-
+    _Alignas(CHAN_CACHELINE)
     _Atomic size_t refs;      /* references; the last release frees */
 
     /*
@@ -59,7 +66,7 @@ struct chan {
 };
 
 /*
- * chan__send_now - complete a send at once if possible.  Called with ch->mu
+ * chan__send_now - complete a send at once if possible.  Called with ch->lock
  * held.  Returns 1 when the value went to a waiting receiver (whose parker is
  * stored in *wake, to unpark after dropping the lock) or into the buffer
  * (*wake untouched); 0 when it would block; -EPIPE when ch is closed.
@@ -69,7 +76,7 @@ CHAN_INTERNAL int chan__send_now(chan_t *ch, const void *elem,
 
 /*
  * chan__recv_now - complete a receive at once if possible.  Called with
- * ch->mu held.  Returns 1 with the value in elem (unless NULL), *wake set to
+ * ch->lock held.  Returns 1 with the value in elem (unless NULL), *wake set to
  * a sender to unpark after dropping the lock if one was served; 0 when it
  * would block; -EPIPE when ch is closed and drained.
  */

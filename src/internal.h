@@ -9,7 +9,7 @@
  *   1. the timer heap lock (timer.c) and the signal registry lock
  *      (signal.c): their threads fire timers and relay signals with it
  *      held, which takes channel locks below it;
- *   2. channel mutexes (chan.mu), in ascending address order, each at most
+ *   2. channel mutexes (chan.lock), in ascending address order, each at most
  *      once (chan_select locks all of its channels this way; every other
  *      path holds at most one channel lock);
  *   3. leaf locks, under which nothing else is taken: a parker's mutex

@@ -94,7 +94,7 @@ static void lock_all(chan_case_t *cases, const int *lock, size_t n)
     for (size_t i = 0; i < n; i++) {
         chan_t *ch = cases[lock[i]].ch;
         if (ch != prev)
-            chan__check(pthread_mutex_lock(&ch->mu));
+            chan__lock(&ch->lock);
         prev = ch;
     }
 }
@@ -104,7 +104,7 @@ static void unlock_all(chan_case_t *cases, const int *lock, size_t n)
     for (size_t i = n; i-- > 0;) {
         chan_t *ch = cases[lock[i]].ch;
         if (i == 0 || cases[lock[i - 1]].ch != ch)
-            chan__check(pthread_mutex_unlock(&ch->mu));
+            chan__unlock(&ch->lock);
     }
 }
 
