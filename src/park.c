@@ -23,6 +23,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -32,8 +33,22 @@ chan__parker_t *(*_Atomic chan__park_task_hook)(void);
 
 static __thread chan__parker_t thread_parker;
 
-/* Spin budget bounds, in polls of the state word (each a few dozen ns). */
-enum { SPIN_MIN = 16, SPIN_START = 256, SPIN_MAX = 4096 };
+/*
+ * Spinning.  Waking a thread that sleeps in the kernel costs 10-20 us on
+ * virtual machines, and costs the waker a system call too, while the usual
+ * wait on a busy channel (a peer's turnaround) is well under a microsecond.
+ * So a waiter first polls its state word: with a CPU pause for up to
+ * SPIN_PAUSE_NS, then between sched_yield() calls (which let a peer run
+ * when threads outnumber CPUs) up to its budget, at most SPIN_MAX_NS.  A
+ * spin that ends in a wakeup restores the full budget; one that ends in
+ * sleep shrinks it by an eighth, down to SPIN_MIN_NS, so a thread whose
+ * waits are long (a heartbeat, a quit channel) soon stops burning CPU.
+ */
+enum {
+    SPIN_PAUSE_NS = 2000,
+    SPIN_MIN_NS = 2000,
+    SPIN_MAX_NS = 30000,
+};
 
 /* 1 when there is more than one CPU to spin against; set once. */
 static int spin_useful = -1;
@@ -47,7 +62,7 @@ static void parker_init(chan__parker_t *p)
     chan__check(pthread_cond_init(&p->cv, &attr));
     pthread_condattr_destroy(&attr);
     p->ops = NULL;
-    p->spin = SPIN_START;
+    p->spin = SPIN_MAX_NS;
     p->ready = 1;
     if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0)
         __atomic_store_n(&spin_useful, sysconf(_SC_NPROCESSORS_ONLN) > 1,
@@ -69,25 +84,41 @@ chan__parker_t *chan__park_self(void)
     return p;
 }
 
+static inline int notified(chan__parker_t *p)
+{
+    return atomic_load_explicit(&p->state, memory_order_acquire) ==
+           CHAN_PARK_NOTIFIED;
+}
+
 /* Spins while the state is EMPTY; returns 1 if it became NOTIFIED. */
 static int spin_for_notify(chan__parker_t *p)
 {
     if (!__atomic_load_n(&spin_useful, __ATOMIC_RELAXED))
         return 0;
-    unsigned budget = p->spin;
-    for (unsigned i = 0; i < budget; i++) {
-        if (atomic_load_explicit(&p->state, memory_order_acquire) ==
-            CHAN_PARK_NOTIFIED) {
-            /* Worth it: let the next wait spin longer. */
-            if (p->spin < SPIN_MAX)
-                p->spin *= 2;
-            return 1;
+    int64_t start = chan__now(), now = start;
+    int64_t budget = p->spin;
+    while (now - start < budget) {
+        if (now - start < SPIN_PAUSE_NS) {
+            for (int i = 0; i < 8; i++) {
+                if (notified(p))
+                    goto woken;
+                chan__cpu_relax();
+            }
+        } else {
+            if (notified(p))
+                goto woken;
+            sched_yield();
         }
-        chan__cpu_relax();
+        now = chan__now();
     }
-    if (p->spin > SPIN_MIN)
-        p->spin /= 2;
+    if (notified(p))
+        goto woken;
+    p->spin = budget - budget / 8 > SPIN_MIN_NS ? budget - budget / 8
+                                                : SPIN_MIN_NS;
     return 0;
+woken:
+    p->spin = SPIN_MAX_NS;
+    return 1;
 }
 
 int chan__park_wait(chan__parker_t *p, int64_t deadline)

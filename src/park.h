@@ -56,7 +56,7 @@ struct chan__parker {
     const struct chan__park_ops *ops;   /* NULL: a plain thread (mu, cv) */
     pthread_mutex_t mu;                 /* threads: guards sleeping */
     pthread_cond_t cv;                  /* threads: CLOCK_MONOTONIC */
-    unsigned spin;                      /* threads: adaptive spin budget */
+    int64_t spin;                       /* threads: spin budget in ns */
     int ready;                          /* threads: mu and cv initialised */
 };
 

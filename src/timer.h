@@ -1,0 +1,51 @@
+/*
+ * timer.h - the library's one timer thread and its min-heap of deadlines.
+ *
+ * Every time-driven event of the library is a chan__timer_t on one heap
+ * ordered by deadline on CLOCK_MONOTONIC: chan_after and chan_tick
+ * channels, and (with a scheduler) the timeouts of parked tasks and
+ * chan_sleep in tasks.  The thread that serves the heap is started lazily
+ * by the first chan__timer_start(); a program that never uses time pays
+ * nothing for it.  Insertion and removal are O(log n).
+ *
+ * Locking.  The heap lock is taken first, before any channel lock, and is
+ * never taken while a channel lock is held (src/internal.h).  fire() runs on
+ * the timer thread with the heap lock held: it must be short and must not
+ * block, but it may lock a channel for a non-blocking send and unpark a
+ * waiter, or make a task runnable.
+ */
+#ifndef CHAN_TIMER_H
+#define CHAN_TIMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef struct chan__timer chan__timer_t;
+
+struct chan__timer {
+    int64_t when;    /* absolute deadline, CLOCK_MONOTONIC ns; set before start */
+    int64_t period;  /* > 0: re-armed every period after firing; else one-shot */
+    /* Called on the timer thread, heap lock held, when the deadline passes;
+     * now is the current CLOCK_MONOTONIC time. */
+    void (*fire)(chan__timer_t *t, int64_t now);
+    size_t slot;     /* heap index + 1 while pending, 0 otherwise; heap lock */
+};
+
+/*
+ * chan__timer_start - put t on the heap (t->when, t->period and t->fire
+ * set; t not pending).  Returns 0, or -ENOMEM if the heap cannot grow or the
+ * timer thread cannot start.
+ */
+CHAN_INTERNAL int chan__timer_start(chan__timer_t *t);
+
+/*
+ * chan__timer_cancel - take t off the heap.  Returns 1 if it was pending
+ * (a one-shot timer then never fires), 0 if it was not.  On return fire()
+ * is not running for t and will not run again, so t may be freed.
+ * Must not be called from fire() itself.
+ */
+CHAN_INTERNAL int chan__timer_cancel(chan__timer_t *t);
+
+#endif /* CHAN_TIMER_H */
