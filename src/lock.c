@@ -3,6 +3,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -19,16 +20,22 @@
 enum { LOCK_SPIN = 100 };
 
 #ifdef __linux__
+/* syscall() reports failures through errno, which the library promises
+ * never to change, so both calls put the caller's value back. */
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val)
 {
+    int saved = errno;
     /* EAGAIN (the word changed) and EINTR just send us round the loop. */
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL,
             0);
+    errno = saved;
 }
 
 static void futex_wake(_Atomic uint32_t *addr)
 {
+    int saved = errno;
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
 }
 #else
 /* Without futexes a waiter yields and polls: correct, if less frugal. */

@@ -64,9 +64,12 @@ static void parker_init(chan__parker_t *p)
     p->ops = NULL;
     p->spin = SPIN_MAX_NS;
     p->ready = 1;
-    if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0)
+    if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0) {
+        int saved = errno; /* sysconf may set it; the library never does */
         __atomic_store_n(&spin_useful, sysconf(_SC_NPROCESSORS_ONLN) > 1,
                          __ATOMIC_RELAXED);
+        errno = saved;
+    }
 }
 
 chan__parker_t *chan__park_self(void)
