@@ -1,0 +1,210 @@
+#!/bin/sh
+# examples.sh - run the programs in examples/ with small arguments and check
+# what they print, not only how they exit.
+#
+# Run by 'make check' (which exports top_builddir), or by hand from the
+# build directory:  sh tests/examples.sh
+#
+# To add an example, append one line to the list at the end:
+#
+#   check NAME "ARGS" exact "TEXT"     the whole output must be TEXT
+#                                      (printf %b: "\n" separates lines)
+#   check NAME "ARGS" lines "RE" ...   each extended regex RE must match a
+#                                      whole line of the output
+#   check NAME "ARGS" status N         the exit status must be N (bad input)
+#   check NAME "ARGS" call FUNC        FUNC "$out" must succeed (see below)
+#
+# Every mode but status also requires exit status 0.  Each run is limited
+# to $EXAMPLE_TIMEOUT seconds (default 60, generous for sanitizer builds).
+# The script prints one PASS or FAIL line per check and exits 1 if any
+# check failed.
+
+builddir="${top_builddir:-.}"
+timeout_s="${EXAMPLE_TIMEOUT:-60}"
+failed=0
+passed=0
+
+if command -v timeout >/dev/null 2>&1; then
+    limit="timeout $timeout_s"
+else
+    limit=""
+fi
+
+# The first N primes, computed independently of the example.
+first_primes() {
+    awk -v n="$1" 'BEGIN {
+        for (c = 2; k < n; c++) {
+            p = 1
+            for (d = 2; d * d <= c; d++) if (c % d == 0) { p = 0; break }
+            if (p) { s = s (k ? " " : "") c; k++ }
+        }
+        print s
+    }'
+}
+
+# heartbeat BEATS 10 STALL: beats 1..BEATS in order, a missed heartbeat
+# reported right after beat STALL, and the final line.  A machine under
+# heavy load may report other late beats as missed too; that is allowed.
+heartbeat_ok() {
+    out="$1" beats="$2" stall="$3"
+    got=$(printf '%s\n' "$out" | sed -n 's/^beat \([0-9]*\)$/\1/p' | tr '\n' ' ')
+    want=$(seq 1 "$beats" | tr '\n' ' ')
+    [ "$got" = "$want" ] || { echo "beats: got '$got', want '$want'"; return 1; }
+    printf '%s\n' "$out" | grep -A1 -x "beat $stall" |
+        grep -qx "missed heartbeat after beat $stall" ||
+        { echo "no missed heartbeat reported after beat $stall"; return 1; }
+    sum=$((beats * (beats + 1) / 2))
+    last=$(printf '%s\n' "$out" | tail -n 1)
+    [ "$last" = "worker finished: beats=$beats result=$sum" ] ||
+        { echo "last line: '$last'"; return 1; }
+}
+
+# A full workers run: exact count and sum of squares.
+workers_ok() {
+    out="$1" w="$2" n="$3"
+    sum=$((n * (n + 1) * (2 * n + 1) / 6))
+    [ "$out" = "workers=$w jobs=$n results=$n sum=$sum ok" ] ||
+        { echo "want: workers=$w jobs=$n results=$n sum=$sum ok"; return 1; }
+}
+
+# check NAME "ARGS" MODE EXPECTED... (see the top of this file)
+check() {
+    name="$1" args="$2" mode="$3"
+    shift 3
+    prog="$builddir/examples/$name"
+    label="$name${args:+ $args}"
+    if [ ! -x "$prog" ]; then
+        echo "FAIL: $label: $prog not built"
+        failed=$((failed + 1))
+        return
+    fi
+    # shellcheck disable=SC2086  # ARGS is split on purpose
+    out=$($limit "$prog" $args 2>"$tmp_err")
+    rc=$?
+    why=""
+    case "$mode" in
+    status)
+        [ "$rc" = "$1" ] || why="exit status $rc, want $1"
+        ;;
+    *)
+        if [ "$rc" != 0 ]; then
+            why="exit status $rc"
+            [ "$rc" = 124 ] && why="timed out after ${timeout_s}s"
+        else
+            case "$mode" in
+            exact)
+                want=$(printf '%b' "$1")
+                [ "$out" = "$want" ] || why="output differs; want:
+$want"
+                ;;
+            lines)
+                for re in "$@"; do
+                    printf '%s\n' "$out" | grep -Eqx -- "$re" ||
+                        { why="no line matches: $re"; break; }
+                done
+                ;;
+            call)
+                fn="$1"
+                shift
+                msg=$("$fn" "$out" "$@") || why="${msg:-$fn failed}"
+                ;;
+            *)
+                why="unknown check mode '$mode' in tests/examples.sh"
+                ;;
+            esac
+        fi
+        ;;
+    esac
+    if [ -z "$why" ]; then
+        echo "PASS: $label"
+        passed=$((passed + 1))
+    else
+        echo "FAIL: $label: $why"
+        [ -n "$out" ] && printf '%s\n' "$out" | sed -n '1,20s/^/  output: /p'
+        sed -n '1,20s/^/  stderr: /p' "$tmp_err"
+        failed=$((failed + 1))
+    fi
+}
+
+tmp_err=$(mktemp "${TMPDIR:-/tmp}/examples.XXXXXX") || exit 1
+trap 'rm -f "$tmp_err"' EXIT
+
+# ---------------------------------------------------------------- the list
+check primes    "10"          exact "2 3 5 7 11 13 17 19 23 29"
+check primes    "1"           exact "2"
+check primes    "100"         exact "$(first_primes 100)"
+check primes    "0"           status 2
+check workers   "4 1000"      call workers_ok 4 1000
+check workers   "1 1"         call workers_ok 1 1
+check workers   "16 20000"    call workers_ok 16 20000
+check workers   "3 100000 10" exact "workers=3 jobs=100000 results=10 stopped"
+check workers   "2 50 50"     exact "workers=2 jobs=50 results=50 stopped"
+check workers   "0"           status 2
+check heartbeat "6 10 3"      call heartbeat_ok 6 3
+check heartbeat "4 5 4"       call heartbeat_ok 4 4
+check heartbeat "3 5 0"       lines "beat 3" "worker finished: beats=3 result=6"
+check heartbeat "1 1 2"       status 2
+# ---- timers, signals, wait groups (progress, shutdown, fanout)
+
+# Collatz steps of 1..N, summed, computed independently of the example.
+collatz_sum() {
+    awk -v n="$1" 'BEGIN {
+        for (i = 1; i <= n; i++) { m = i; while (m != 1) { m = m % 2 ? 3 * m + 1 : m / 2; s++ } }
+        print s + 0
+    }'
+}
+
+# The number of primes up to N.
+count_primes() {
+    awk -v n="$1" 'BEGIN {
+        for (c = 2; c <= n; c++) {
+            p = 1
+            for (d = 2; d * d <= c; d++) if (c % d == 0) { p = 0; break }
+            k += p
+        }
+        print k + 0
+    }'
+}
+
+fanout_ok() {
+    out="$1" w="$2" n="$3"
+    want="fanout: workers=$w items=$n steps=$(collatz_sum "$n")"
+    [ "$out" = "$want" ] || { echo "want: $want"; return 1; }
+}
+
+# progress ITEMS ...: at least one progress line, counts never decreasing
+# and never above ITEMS, then the summary with the right number of primes.
+progress_ok() {
+    out="$1" n="$2"
+    last=$(printf '%s\n' "$out" | tail -n 1)
+    want="done: $n items, $(count_primes "$n") primes"
+    [ "$last" = "$want" ] || { echo "last line '$last', want '$want'"; return 1; }
+    printf '%s\n' "$out" | sed '$d' | awk -v n="$n" '
+        $0 !~ "^progress: [0-9]+/" n "$" { print "bad line: " $0; exit 1 }
+        { split($2, a, "/"); if (a[1] + 0 < prev || a[1] + 0 > n) { print "bad count: " $0; exit 1 }
+          prev = a[1] + 0; seen++ }
+        END { if (!seen) { print "no progress line"; exit 1 } }'
+}
+
+# shutdown N SIG: serving, the signal seen, at least N requests handled,
+# every accepted request handled or drained (handled + drained == last),
+# bye; nothing else but idle notices (a slow sanitizer build may see some).
+shutdown_ok() {
+    out="$1" sig="$2" n="$3"
+    printf '%s\n' "$out" | awk -v sig="SIG$sig" -v n="$n" '
+        NR == 1 { if ($0 != "serving") { print "first line: " $0; bad = 1; exit 1 } next }
+        $0 == "idle for 500 ms" { next }
+        $0 == "received " sig ": shutting down" { got++; next }
+        /^handled [0-9]+ requests \(last [0-9]+\), drained [0-9]+$/ {
+            h = $2 + 0; l = $5 + 0; d = $7 + 0  # $5 is "L),"
+            if (h < n || h + d != l) { print "bad counts: " $0; bad = 1; exit 1 }
+            got++; next }
+        $0 == "bye" { got++; bye = NR; next }
+        { print "unexpected line: " $0; bad = 1; exit 1 }
+        END { if (!bad && (got != 3 || bye != NR)) { print "missing lines"; exit 1 } }'
+}
+
+# @examples-more@ (append new checks above this line)
+
+echo "examples: $passed passed, $failed failed"
+[ "$failed" = 0 ]
