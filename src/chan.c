@@ -40,11 +40,16 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
             return NULL;
         bytes = elem_size * capacity;
     }
+    /* A failing aligned_alloc sets errno to ENOMEM; this API leaves the
+     * caller's errno alone, so put it back. */
+    int saved_errno = errno;
     chan_t *ch = aligned_alloc(CHAN_CACHELINE,
                                (CHAN_HDR_SIZE + bytes + CHAN_CACHELINE - 1) &
                                    ~(size_t)(CHAN_CACHELINE - 1));
-    if (!ch)
+    if (!ch) {
+        errno = saved_errno;
         return NULL;
+    }
     memset(ch, 0, sizeof *ch);
     chan__lock_init(&ch->lock);
     ch->elem_size = elem_size;

@@ -1,0 +1,791 @@
+/*
+ * select.c - tests of chan_select: each kind of case when ready, disabled
+ * cases, one channel in several cases, a select that sends and receives on
+ * one unbuffered channel (it must never pair with itself), fairness among
+ * ready cases, timeouts, wakeups by peers and by close, what is written to
+ * the cases, empty selects and bad input.
+ *
+ * As in chan.c, a helper thread posts a semaphore right before its select
+ * and the test waits until that thread is asleep (test_wait_blocked) before
+ * acting; sleeps appear only in the timeout tests.
+ */
+#include "util.h"
+
+TestSuite(select, .timeout = TEST_TIMEOUT_S);
+
+#define SENTINEL (-12345)
+#define RESULT_UNTOUCHED 777
+#define SLACK_NS (2000 * TEST_MS)
+
+static void check_on_time(int64_t elapsed, int64_t asked)
+{
+    cr_assert_geq(elapsed, asked, "returned after %lld ns, asked for %lld",
+                  (long long)elapsed, (long long)asked);
+    cr_assert_lt(elapsed, asked + SLACK_NS, "returned after %lld ns, asked %lld",
+                 (long long)elapsed, (long long)asked);
+}
+
+/* Marks every result so that a test can see which ones were written. */
+static void mark_results(chan_case_t *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cases[i].result = RESULT_UNTOUCHED;
+}
+
+static void check_only_result(const chan_case_t *cases, size_t n, int chosen,
+                              int result)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((int)i == chosen)
+            cr_assert_eq(cases[i].result, result, "case %zu: result %d", i,
+                         cases[i].result);
+        else
+            cr_assert_eq(cases[i].result, RESULT_UNTOUCHED,
+                         "case %zu was not chosen but its result was written",
+                         i);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* A helper thread blocked in one select.                             */
+
+enum { MAXC = 40 };
+
+struct sel_op {
+    chan_case_t cases[MAXC];
+    int vals[MAXC];    /* elems of the cases: values to send, or slots */
+    size_t n;
+    int64_t timeout;
+    int rc;
+    int64_t elapsed;
+    atomic_int done;
+    atomic_long tid;
+    sem_t started;
+    pthread_t th;
+};
+
+static void *sel_main(void *arg)
+{
+    struct sel_op *o = arg;
+    atomic_store(&o->tid, test_gettid());
+    test_sem_post(&o->started);
+    int64_t t0 = test_now_ns();
+    o->rc = chan_select(o->cases, o->n, o->timeout);
+    o->elapsed = test_now_ns() - t0;
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+/* Prepares o: n cases, none yet filled; vals all SENTINEL, results marked. */
+static void sel_prepare(struct sel_op *o, size_t n, int64_t timeout)
+{
+    memset(o, 0, sizeof *o);
+    o->n = n;
+    o->timeout = timeout;
+    for (size_t i = 0; i < MAXC; i++)
+        o->vals[i] = SENTINEL;
+}
+
+static void sel_case(struct sel_op *o, size_t i, chan_t *ch, enum chan_op op,
+                     int send_value)
+{
+    if (op == CHAN_SEND)
+        o->vals[i] = send_value;
+    o->cases[i] = (chan_case_t){ .ch = ch, .op = op, .elem = &o->vals[i] };
+}
+
+static void sel_start_blocked(struct sel_op *o)
+{
+    mark_results(o->cases, o->n);
+    atomic_init(&o->done, 0);
+    atomic_init(&o->tid, 0);
+    o->rc = SENTINEL;
+    test_sem_init(&o->started, 0);
+    o->th = test_thread_start(sel_main, o);
+    test_sem_wait(&o->started);
+    cr_assert(test_wait_blocked(atomic_load(&o->tid), &o->done),
+              "the select returned (rc %d) instead of blocking", o->rc);
+}
+
+static int sel_join(struct sel_op *o)
+{
+    test_thread_join(o->th);
+    test_sem_destroy(&o->started);
+    return o->rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ready cases                                                        */
+
+Test(select, recv_case_ready)
+{
+    chan_t *a = chan_make(sizeof(int), 1), *b = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(b, &(int){ 42 }), 0);
+    int va = SENTINEL, vb = SENTINEL;
+    chan_case_t cases[] = { CHAN_RECV_CASE(a, &va), CHAN_RECV_CASE(b, &vb) };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, 0), 1);
+    check_only_result(cases, 2, 1, 0);
+    cr_assert_eq(vb, 42);
+    cr_assert_eq(va, SENTINEL);
+    cr_assert_eq(chan_len(b), 0);
+    chan_release(a);
+    chan_release(b);
+}
+
+Test(select, send_case_ready)
+{
+    chan_t *full = chan_make(sizeof(int), 1), *room = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(full, &(int){ 1 }), 0);
+    int x = 10, y = 20;
+    chan_case_t cases[] = { CHAN_SEND_CASE(full, &x), CHAN_SEND_CASE(room, &y) };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, CHAN_FOREVER), 1);
+    check_only_result(cases, 2, 1, 0);
+    int v;
+    cr_assert_eq(chan_recv(room, &v), 0);
+    cr_assert_eq(v, 20);
+    cr_assert_eq(chan_len(full), 1);
+    cr_assert_eq(chan_recv(full, &v), 0);
+    cr_assert_eq(v, 1, "the full channel's value changed");
+    chan_release(full);
+    chan_release(room);
+}
+
+Test(select, recv_case_with_null_elem_discards)
+{
+    chan_t *c = chan_make(sizeof(int), 2);
+    cr_assert_eq(chan_send(c, &(int){ 1 }), 0);
+    cr_assert_eq(chan_send(c, &(int){ 2 }), 0);
+    chan_case_t cases[] = { CHAN_RECV_CASE(c, NULL) };
+    cr_assert_eq(chan_select(cases, 1, 0), 0);
+    cr_assert_eq(cases[0].result, 0);
+    int v;
+    cr_assert_eq(chan_recv(c, &v), 0);
+    cr_assert_eq(v, 2);
+    chan_release(c);
+}
+
+Test(select, send_to_unbuffered_with_waiting_receiver)
+{
+    chan_t *c = chan_make(sizeof(int), 0), *other = chan_make(sizeof(int), 0);
+    struct sel_op r;
+    sel_prepare(&r, 1, CHAN_FOREVER);
+    sel_case(&r, 0, c, CHAN_RECV, 0);
+    sel_start_blocked(&r);
+    int x = 5, y = 6;
+    chan_case_t cases[] = { CHAN_SEND_CASE(other, &y), CHAN_SEND_CASE(c, &x) };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, 0), 1);
+    check_only_result(cases, 2, 1, 0);
+    cr_assert_eq(sel_join(&r), 0);
+    cr_assert_eq(r.cases[0].result, 0);
+    cr_assert_eq(r.vals[0], 5);
+    chan_release(c);
+    chan_release(other);
+}
+
+Test(select, recv_from_closed_is_ready_with_epipe)
+{
+    chan_t *open = chan_make(sizeof(int), 1), *closed = chan_make(sizeof(int), 2);
+    cr_assert_eq(chan_send(closed, &(int){ 3 }), 0);
+    cr_assert_eq(chan_close(closed), 0);
+    int vo = SENTINEL, vc = SENTINEL;
+    chan_case_t cases[] = { CHAN_RECV_CASE(open, &vo),
+                            CHAN_RECV_CASE(closed, &vc) };
+    /* Buffered values first, with result 0. */
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, 0), 1);
+    check_only_result(cases, 2, 1, 0);
+    cr_assert_eq(vc, 3);
+    /* Then the drained channel is ready with -EPIPE, elem untouched. */
+    vc = SENTINEL;
+    for (int t = 0; t < 3; t++) {
+        mark_results(cases, 2);
+        int64_t timeout = t == 0 ? 0 : t == 1 ? 10 * TEST_MS : CHAN_FOREVER;
+        cr_assert_eq(chan_select(cases, 2, timeout), 1);
+        check_only_result(cases, 2, 1, -EPIPE);
+        cr_assert_eq(vc, SENTINEL);
+        cr_assert_eq(vo, SENTINEL);
+    }
+    chan_release(open);
+    chan_release(closed);
+}
+
+Test(select, send_to_closed_is_ready_with_epipe)
+{
+    chan_t *full = chan_make(sizeof(int), 1), *closed = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(full, &(int){ 1 }), 0);
+    cr_assert_eq(chan_close(closed), 0);
+    int x = 7;
+    chan_case_t cases[] = { CHAN_SEND_CASE(full, &x),
+                            CHAN_SEND_CASE(closed, &x) };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, CHAN_FOREVER), 1);
+    check_only_result(cases, 2, 1, -EPIPE);
+    cr_assert_eq(chan_len(closed), 0, "a send to a closed channel delivered");
+    cr_assert_eq(chan_len(full), 1);
+    int v = SENTINEL;
+    cr_assert_eq(chan_tryrecv(closed, &v), -EPIPE);
+    cr_assert_eq(v, SENTINEL);
+    chan_release(full);
+    chan_release(closed);
+}
+
+Test(select, disabled_cases_never_fire)
+{
+    chan_t *c = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(c, &(int){ 9 }), 0);
+    int v = SENTINEL, x = 1;
+    chan_case_t cases[] = {
+        CHAN_RECV_CASE(NULL, &v), CHAN_SEND_CASE(NULL, &x),
+        CHAN_RECV_CASE(c, &v),    CHAN_SEND_CASE(NULL, NULL),
+    };
+    for (int i = 0; i < 20; i++) {
+        mark_results(cases, 4);
+        cr_assert_eq(chan_select(cases, 4, 0), 2);
+        check_only_result(cases, 4, 2, 0);
+        cr_assert_eq(v, 9);
+        cr_assert_eq(chan_send(c, &(int){ 9 }), 0);
+    }
+    /* Only disabled cases left after draining c: nothing is ready. */
+    cases[2].ch = NULL;
+    mark_results(cases, 4);
+    cr_assert_eq(chan_select(cases, 4, 0), -EAGAIN);
+    check_only_result(cases, 4, -1, 0);
+    cr_assert_eq(chan_len(c), 1);
+    chan_release(c);
+}
+
+Test(select, same_channel_in_several_cases)
+{
+    chan_t *c = chan_make(sizeof(int), 1);
+    int v1 = SENTINEL, v2 = SENTINEL, x = 4;
+    /* Two receives on one channel with one value: exactly one fires. */
+    cr_assert_eq(chan_send(c, &(int){ 8 }), 0);
+    chan_case_t r2[] = { CHAN_RECV_CASE(c, &v1), CHAN_RECV_CASE(c, &v2) };
+    mark_results(r2, 2);
+    int i = chan_select(r2, 2, 0);
+    cr_assert(i == 0 || i == 1, "select returned %d", i);
+    check_only_result(r2, 2, i, 0);
+    cr_assert_eq(i == 0 ? v1 : v2, 8);
+    cr_assert_eq(i == 0 ? v2 : v1, SENTINEL);
+    cr_assert_eq(chan_len(c), 0);
+
+    /* Send and receive on one buffered channel: the empty buffer makes
+     * the send the only ready case, the full one the receive. */
+    v1 = SENTINEL;
+    chan_case_t sr[] = { CHAN_SEND_CASE(c, &x), CHAN_RECV_CASE(c, &v1) };
+    mark_results(sr, 2);
+    cr_assert_eq(chan_select(sr, 2, 0), 0);
+    check_only_result(sr, 2, 0, 0);
+    cr_assert_eq(chan_len(c), 1);
+    mark_results(sr, 2);
+    cr_assert_eq(chan_select(sr, 2, 0), 1);
+    check_only_result(sr, 2, 1, 0);
+    cr_assert_eq(v1, 4);
+
+    /* A blocked select with the channel in several cases, woken once. */
+    struct sel_op o;
+    sel_prepare(&o, 3, CHAN_FOREVER);
+    sel_case(&o, 0, c, CHAN_RECV, 0);
+    sel_case(&o, 1, c, CHAN_RECV, 0);
+    sel_case(&o, 2, c, CHAN_RECV, 0);
+    sel_start_blocked(&o);
+    cr_assert_eq(chan_send(c, &(int){ 15 }), 0);
+    int k = sel_join(&o);
+    cr_assert(k >= 0 && k < 3, "select returned %d", k);
+    check_only_result(o.cases, 3, k, 0);
+    for (int j = 0; j < 3; j++)
+        cr_assert_eq(o.vals[j], j == k ? 15 : SENTINEL);
+    cr_assert_eq(chan_len(c), 0);
+    chan_release(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* A select never pairs with itself                                   */
+
+Test(select, self_send_recv_unbuffered_times_out)
+{
+    chan_t *c = chan_make(sizeof(int), 0);
+    int x = 1, v = SENTINEL;
+    chan_case_t cases[] = { CHAN_SEND_CASE(c, &x), CHAN_RECV_CASE(c, &v) };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, 0), -EAGAIN);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_select(cases, 2, 30 * TEST_MS), -ETIMEDOUT);
+    check_on_time(test_now_ns() - t0, 30 * TEST_MS);
+    check_only_result(cases, 2, -1, 0);
+    cr_assert_eq(v, SENTINEL, "the select received its own value");
+    /* Nothing is left queued on the channel. */
+    cr_assert_eq(chan_trysend(c, &x), -EAGAIN);
+    cr_assert_eq(chan_tryrecv(c, &v), -EAGAIN);
+    chan_release(c);
+}
+
+Test(select, self_send_recv_pairs_with_peers)
+{
+    chan_t *c = chan_make(sizeof(int), 0);
+    /* A peer receiver takes the send case. */
+    struct sel_op o;
+    sel_prepare(&o, 2, CHAN_FOREVER);
+    sel_case(&o, 0, c, CHAN_SEND, 71);
+    sel_case(&o, 1, c, CHAN_RECV, 0);
+    sel_start_blocked(&o);
+    int v = SENTINEL;
+    cr_assert_eq(chan_recv(c, &v), 0);
+    cr_assert_eq(sel_join(&o), 0);
+    check_only_result(o.cases, 2, 0, 0);
+    cr_assert_eq(v, 71);
+    cr_assert_eq(o.vals[1], SENTINEL);
+
+    /* A peer sender feeds the receive case. */
+    sel_prepare(&o, 2, CHAN_FOREVER);
+    sel_case(&o, 0, c, CHAN_SEND, 71);
+    sel_case(&o, 1, c, CHAN_RECV, 0);
+    sel_start_blocked(&o);
+    cr_assert_eq(chan_send(c, &(int){ 72 }), 0);
+    cr_assert_eq(sel_join(&o), 1);
+    check_only_result(o.cases, 2, 1, 0);
+    cr_assert_eq(o.vals[1], 72);
+    chan_release(c);
+}
+
+/* Two threads each loop over select { send c <- id; v = <-c }: every
+ * completed select pairs with the other thread, never with itself. */
+struct self_arg {
+    chan_t *ch;
+    int id;
+    int iters;
+    int self_pairs;   /* received its own id */
+    int errors;       /* unexpected return codes */
+    int sends, recvs;
+};
+
+static void *self_select_loop(void *arg)
+{
+    struct self_arg *a = arg;
+    for (int i = 0; i < a->iters; i++) {
+        int x = a->id, v = SENTINEL;
+        chan_case_t cases[] = { CHAN_SEND_CASE(a->ch, &x),
+                                CHAN_RECV_CASE(a->ch, &v) };
+        int rc = chan_select(cases, 2, 30000 * TEST_MS);
+        if (rc == 0 && cases[0].result == 0) {
+            a->sends++;
+        } else if (rc == 1 && cases[1].result == 0) {
+            a->recvs++;
+            if (v == a->id)
+                a->self_pairs++;
+            else if (v != 1 - a->id)
+                a->errors++;
+        } else {
+            a->errors++;
+            break;
+        }
+    }
+    return NULL;
+}
+
+Test(select, self_select_stress_never_pairs_with_itself)
+{
+    chan_t *c = chan_make(sizeof(int), 0);
+    int iters = (int)test_scaled(2000, 10);
+    struct self_arg a[2] = { { c, 0, iters, 0, 0, 0, 0 },
+                             { c, 1, iters, 0, 0, 0, 0 } };
+    pthread_t t0 = test_thread_start(self_select_loop, &a[0]);
+    pthread_t t1 = test_thread_start(self_select_loop, &a[1]);
+    test_thread_join(t0);
+    test_thread_join(t1);
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(a[k].self_pairs, 0, "thread %d paired with itself", k);
+        cr_assert_eq(a[k].errors, 0, "thread %d saw bad results", k);
+    }
+    cr_assert_eq(a[0].sends, a[1].recvs);
+    cr_assert_eq(a[1].sends, a[0].recvs);
+    chan_release(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fairness                                                           */
+
+Test(select, ready_recv_cases_chosen_uniformly)
+{
+    enum { K = 3 };
+    int n = (int)test_scaled(3000, 1500);
+    chan_t *c[K];
+    int v[K];
+    chan_case_t cases[K];
+    for (int k = 0; k < K; k++) {
+        c[k] = chan_make(sizeof(int), 1);
+        cr_assert_eq(chan_send(c[k], &k), 0);
+        cases[k] = CHAN_RECV_CASE(c[k], &v[k]);
+    }
+    long count[K] = { 0 };
+    for (int i = 0; i < n; i++) {
+        int k = chan_select(cases, K, 0);
+        cr_assert(k >= 0 && k < K, "select returned %d", k);
+        cr_assert_eq(v[k], k);
+        count[k]++;
+        cr_assert_eq(chan_send(c[k], &k), 0); /* make it ready again */
+    }
+    /* Expected n/3 each, standard deviation about sqrt(n)/2.1: a band of
+     * +-40% of the mean is more than 10 deviations wide at n = 3000. */
+    for (int k = 0; k < K; k++) {
+        cr_assert(count[k] > n / K * 6 / 10 && count[k] < n / K * 14 / 10,
+                  "case %d chosen %ld times out of %d", k, count[k], n);
+        chan_release(c[k]);
+    }
+}
+
+Test(select, ready_send_and_recv_cases_chosen_uniformly)
+{
+    int n = (int)test_scaled(2000, 1000);
+    chan_t *in = chan_make(sizeof(int), 1), *out = chan_make(sizeof(int), 1);
+    chan_t *closed = chan_make(sizeof(int), 0);
+    cr_assert_eq(chan_close(closed), 0);
+    int x = 3, v;
+    chan_case_t cases[] = { CHAN_RECV_CASE(in, &v), CHAN_SEND_CASE(out, &x),
+                            CHAN_RECV_CASE(closed, &v),
+                            CHAN_SEND_CASE(closed, &x) };
+    long count[4] = { 0 };
+    cr_assert_eq(chan_send(in, &x), 0);
+    for (int i = 0; i < n; i++) {
+        int k = chan_select(cases, 4, 0);
+        cr_assert(k >= 0 && k < 4, "select returned %d", k);
+        cr_assert_eq(cases[k].result, k >= 2 ? -EPIPE : 0);
+        count[k]++;
+        if (k == 0)
+            cr_assert_eq(chan_send(in, &x), 0);
+        if (k == 1)
+            cr_assert_eq(chan_recv(out, NULL), 0);
+    }
+    for (int k = 0; k < 4; k++)
+        cr_assert(count[k] > n / 4 * 6 / 10 && count[k] < n / 4 * 14 / 10,
+                  "case %d chosen %ld times out of %d", k, count[k], n);
+    chan_release(in);
+    chan_release(out);
+    chan_release(closed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Timeouts and wakeups                                               */
+
+Test(select, timeout_zero_is_eagain)
+{
+    chan_t *a = chan_make(sizeof(int), 0), *b = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(b, &(int){ 1 }), 0);
+    int v = SENTINEL, x = 2;
+    chan_case_t cases[] = { CHAN_RECV_CASE(a, &v), CHAN_SEND_CASE(a, &x),
+                            CHAN_SEND_CASE(b, &x) };
+    mark_results(cases, 3);
+    cr_assert_eq(chan_select(cases, 3, 0), -EAGAIN);
+    check_only_result(cases, 3, -1, 0);
+    cr_assert_eq(v, SENTINEL);
+    cr_assert_eq(chan_len(b), 1);
+    chan_release(a);
+    chan_release(b);
+}
+
+Test(select, positive_timeout_is_etimedout)
+{
+    chan_t *a = chan_make(sizeof(int), 0), *b = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(b, &(int){ 1 }), 0);
+    int v = SENTINEL, x = 2;
+    chan_case_t cases[] = { CHAN_RECV_CASE(a, &v), CHAN_SEND_CASE(b, &x) };
+    static const int64_t asks[] = { 1, 1000, 50 * TEST_MS };
+    for (int i = 0; i < 3; i++) {
+        mark_results(cases, 2);
+        int64_t t0 = test_now_ns();
+        cr_assert_eq(chan_select(cases, 2, asks[i]), -ETIMEDOUT);
+        check_on_time(test_now_ns() - t0, asks[i]);
+        check_only_result(cases, 2, -1, 0);
+        cr_assert_eq(v, SENTINEL);
+    }
+    /* The timed-out select left nothing queued. */
+    cr_assert_eq(chan_trysend(a, &x), -EAGAIN);
+    cr_assert_eq(chan_len(b), 1);
+    chan_release(a);
+    chan_release(b);
+}
+
+Test(select, forever_woken_by_peer_send)
+{
+    chan_t *c[3];
+    for (int k = 0; k < 3; k++)
+        c[k] = chan_make(sizeof(int), k); /* capacities 0, 1, 2 */
+    for (int target = 0; target < 3; target++) {
+        struct sel_op o;
+        sel_prepare(&o, 3, CHAN_FOREVER);
+        for (int k = 0; k < 3; k++)
+            sel_case(&o, k, c[k], CHAN_RECV, 0);
+        sel_start_blocked(&o);
+        cr_assert(test_stays_zero(&o.done, 20 * TEST_MS));
+        cr_assert_eq(chan_send(c[target], &(int){ 100 + target }), 0);
+        cr_assert_eq(sel_join(&o), target);
+        check_only_result(o.cases, 3, target, 0);
+        for (int k = 0; k < 3; k++)
+            cr_assert_eq(o.vals[k], k == target ? 100 + target : SENTINEL);
+        for (int k = 0; k < 3; k++)
+            cr_assert_eq(chan_tryrecv(c[k], NULL), -EAGAIN);
+    }
+    for (int k = 0; k < 3; k++)
+        chan_release(c[k]);
+}
+
+Test(select, forever_woken_by_peer_recv)
+{
+    chan_t *u = chan_make(sizeof(int), 0), *f = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(f, &(int){ 50 }), 0);
+    for (int target = 0; target < 2; target++) {
+        struct sel_op o;
+        sel_prepare(&o, 2, CHAN_FOREVER);
+        sel_case(&o, 0, u, CHAN_SEND, 10);
+        sel_case(&o, 1, f, CHAN_SEND, 11);
+        sel_start_blocked(&o);
+        int v;
+        cr_assert_eq(chan_recv(target ? f : u, &v), 0);
+        cr_assert_eq(v, target ? 50 : 10);
+        cr_assert_eq(sel_join(&o), target);
+        check_only_result(o.cases, 2, target, 0);
+    }
+    /* f now holds the select's 11; u was never sent to again. */
+    int v;
+    cr_assert_eq(chan_recv(f, &v), 0);
+    cr_assert_eq(v, 11);
+    cr_assert_eq(chan_tryrecv(u, &v), -EAGAIN);
+    chan_release(u);
+    chan_release(f);
+}
+
+Test(select, timed_select_woken_before_timeout)
+{
+    chan_t *c = chan_make(sizeof(int), 0);
+    struct sel_op o;
+    sel_prepare(&o, 1, 60000 * TEST_MS);
+    sel_case(&o, 0, c, CHAN_RECV, 0);
+    sel_start_blocked(&o);
+    cr_assert_eq(chan_send(c, &(int){ 3 }), 0);
+    cr_assert_eq(sel_join(&o), 0);
+    cr_assert_eq(o.vals[0], 3);
+    cr_assert_lt(o.elapsed, 30000 * TEST_MS);
+    chan_release(c);
+}
+
+Test(select, close_wakes_blocked_select_on_the_right_case)
+{
+    for (int target = 0; target < 3; target++) {
+        chan_t *c[3] = { chan_make(sizeof(int), 0), chan_make(sizeof(int), 2),
+                         chan_make(sizeof(int), 1) };
+        cr_assert_eq(chan_send(c[2], &(int){ 1 }), 0); /* full */
+        struct sel_op o;
+        sel_prepare(&o, 3, CHAN_FOREVER);
+        sel_case(&o, 0, c[0], CHAN_RECV, 0);
+        sel_case(&o, 1, c[1], CHAN_RECV, 0);
+        sel_case(&o, 2, c[2], CHAN_SEND, 9);
+        sel_start_blocked(&o);
+        cr_assert_eq(chan_close(c[target]), 0);
+        cr_assert_eq(sel_join(&o), target);
+        check_only_result(o.cases, 3, target, -EPIPE);
+        cr_assert_eq(o.vals[0], SENTINEL);
+        cr_assert_eq(o.vals[1], SENTINEL);
+        /* Nothing was performed on the other channels. */
+        cr_assert_eq(chan_len(c[2]), 1);
+        int v;
+        cr_assert_eq(chan_recv(c[2], &v), 0);
+        cr_assert_eq(v, 1);
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(chan_tryrecv(c[k], NULL), k == target ? -EPIPE : -EAGAIN);
+        for (int k = 0; k < 3; k++)
+            chan_release(c[k]);
+    }
+}
+
+Test(select, close_wakes_timed_select)
+{
+    chan_t *c = chan_make(sizeof(int), 0);
+    struct sel_op o;
+    sel_prepare(&o, 2, 60000 * TEST_MS);
+    sel_case(&o, 0, c, CHAN_RECV, 0);
+    sel_case(&o, 1, c, CHAN_SEND, 4);
+    sel_start_blocked(&o);
+    cr_assert_eq(chan_close(c), 0);
+    int k = sel_join(&o);
+    cr_assert(k == 0 || k == 1, "select returned %d", k);
+    check_only_result(o.cases, 2, k, -EPIPE);
+    cr_assert_eq(o.vals[0], SENTINEL);
+    chan_release(c);
+}
+
+/* More cases than fit the select's stack storage. */
+Test(select, many_cases)
+{
+    enum { N = MAXC };
+    chan_t *c[N];
+    for (int k = 0; k < N; k++)
+        c[k] = chan_make(sizeof(int), (size_t)(k % 3));
+    /* One ready case among many. */
+    cr_assert_eq(chan_send(c[29], &(int){ 29 }), 0);
+    struct sel_op o;
+    sel_prepare(&o, N, 0);
+    for (int k = 0; k < N; k++)
+        sel_case(&o, k, c[k], CHAN_RECV, 0);
+    mark_results(o.cases, N);
+    cr_assert_eq(chan_select(o.cases, N, 0), 29);
+    check_only_result(o.cases, N, 29, 0);
+    cr_assert_eq(o.vals[29], 29);
+    /* Blocked on all of them, woken by one. */
+    sel_prepare(&o, N, CHAN_FOREVER);
+    for (int k = 0; k < N; k++)
+        sel_case(&o, k, c[k], CHAN_RECV, 0);
+    sel_start_blocked(&o);
+    cr_assert_eq(chan_send(c[33], &(int){ 33 }), 0);
+    cr_assert_eq(sel_join(&o), 33);
+    check_only_result(o.cases, N, 33, 0);
+    cr_assert_eq(o.vals[33], 33);
+    for (int k = 0; k < N; k++) {
+        cr_assert_eq(chan_tryrecv(c[k], NULL), -EAGAIN, "channel %d", k);
+        chan_release(c[k]);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Empty selects                                                      */
+
+Test(select, empty_select_try_and_timeout)
+{
+    chan_case_t none[2] = { CHAN_RECV_CASE(NULL, NULL),
+                            CHAN_SEND_CASE(NULL, NULL) };
+    cr_assert_eq(chan_select(NULL, 0, 0), -EAGAIN);
+    cr_assert_eq(chan_select(none, 0, 0), -EAGAIN);
+    cr_assert_eq(chan_select(none, 2, 0), -EAGAIN);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_select(NULL, 0, 30 * TEST_MS), -ETIMEDOUT);
+    check_on_time(test_now_ns() - t0, 30 * TEST_MS);
+    t0 = test_now_ns();
+    cr_assert_eq(chan_select(none, 2, 30 * TEST_MS), -ETIMEDOUT);
+    check_on_time(test_now_ns() - t0, 30 * TEST_MS);
+}
+
+static void *empty_forever(void *arg)
+{
+    atomic_int *done = arg;
+    chan_select(NULL, 0, CHAN_FOREVER);
+    atomic_store(done, 1);
+    return NULL;
+}
+
+Test(select, empty_select_forever_blocks)
+{
+    /* The thread never returns; the test's process ends with it. */
+    static atomic_int done;
+    pthread_t t = test_thread_start(empty_forever, &done);
+    pthread_detach(t);
+    cr_assert(test_stays_zero(&done, 100 * TEST_MS),
+              "an empty select with CHAN_FOREVER returned");
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad input                                                          */
+
+Test(select, null_cases_is_einval)
+{
+    cr_assert_eq(chan_select(NULL, 1, 0), -EINVAL);
+    cr_assert_eq(chan_select(NULL, 3, CHAN_FOREVER), -EINVAL);
+    cr_assert_eq(chan_select(NULL, 1, 10 * TEST_MS), -EINVAL);
+}
+
+Test(select, unknown_op_is_einval_and_performs_nothing)
+{
+    chan_t *in = chan_make(sizeof(int), 1), *out = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(in, &(int){ 5 }), 0);
+    static const int bad_ops[] = { 0, 3, -1, 100 };
+    for (int b = 0; b < 4; b++) {
+        int v = SENTINEL, x = 6, y = 0;
+        chan_case_t cases[] = {
+            CHAN_RECV_CASE(in, &v),
+            CHAN_SEND_CASE(out, &x),
+            { .ch = in, .op = (enum chan_op)bad_ops[b], .elem = &y },
+        };
+        for (int t = 0; t < 3; t++) {
+            int64_t timeout = t == 0 ? 0 : t == 1 ? 10 * TEST_MS : CHAN_FOREVER;
+            mark_results(cases, 3);
+            cr_assert_eq(chan_select(cases, 3, timeout), -EINVAL, "op %d",
+                         bad_ops[b]);
+            check_only_result(cases, 3, -1, 0);
+            cr_assert_eq(v, SENTINEL, "a bad select received");
+            cr_assert_eq(chan_len(in), 1, "a bad select received");
+            cr_assert_eq(chan_len(out), 0, "a bad select sent");
+        }
+    }
+    chan_release(in);
+    chan_release(out);
+}
+
+Test(select, null_send_elem_is_einval_and_performs_nothing)
+{
+    chan_t *in = chan_make(sizeof(int), 1), *out = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(in, &(int){ 5 }), 0);
+    int v = SENTINEL;
+    chan_case_t cases[] = { CHAN_RECV_CASE(in, &v), CHAN_SEND_CASE(out, NULL) };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, 0), -EINVAL);
+    cr_assert_eq(chan_select(cases, 2, CHAN_FOREVER), -EINVAL);
+    check_only_result(cases, 2, -1, 0);
+    cr_assert_eq(v, SENTINEL);
+    cr_assert_eq(chan_len(in), 1);
+    cr_assert_eq(chan_len(out), 0);
+
+    /* A bad case on an unbuffered channel must not consume its waiting
+     * receiver either. */
+    chan_t *u = chan_make(sizeof(int), 0);
+    struct sel_op r;
+    sel_prepare(&r, 1, CHAN_FOREVER);
+    sel_case(&r, 0, u, CHAN_RECV, 0);
+    sel_start_blocked(&r);
+    chan_case_t bad[] = { CHAN_SEND_CASE(u, NULL) };
+    cr_assert_eq(chan_select(bad, 1, 0), -EINVAL);
+    cr_assert(test_stays_zero(&r.done, 20 * TEST_MS),
+              "a bad select released a receiver");
+    cr_assert_eq(chan_send(u, &(int){ 8 }), 0);
+    cr_assert_eq(sel_join(&r), 0);
+    cr_assert_eq(r.vals[0], 8);
+
+    /* On a zero-size channel a NULL elem is fine. */
+    chan_t *z = chan_make(0, 1);
+    chan_case_t ok[] = { CHAN_SEND_CASE(z, NULL) };
+    cr_assert_eq(chan_select(ok, 1, 0), 0);
+    cr_assert_eq(ok[0].result, 0);
+    cr_assert_eq(chan_len(z), 1);
+    chan_case_t okr[] = { CHAN_RECV_CASE(z, NULL) };
+    cr_assert_eq(chan_select(okr, 1, 0), 0);
+    cr_assert_eq(chan_len(z), 0);
+    chan_release(z);
+    chan_release(u);
+    chan_release(in);
+    chan_release(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* errno                                                              */
+
+Test(select, errno_left_alone)
+{
+    errno = 4242;
+    chan_t *c = chan_make(sizeof(int), 0);
+    int v;
+    chan_case_t one[] = { CHAN_RECV_CASE(c, &v) };
+    cr_assert_eq(chan_select(one, 1, 0), -EAGAIN);
+    cr_assert_eq(chan_select(one, 1, TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(chan_select(NULL, 0, TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(chan_select(NULL, 1, 0), -EINVAL);
+    chan_case_t many[MAXC];
+    for (int k = 0; k < MAXC; k++)
+        many[k] = CHAN_RECV_CASE(c, &v);
+    cr_assert_eq(chan_select(many, MAXC, TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(chan_close(c), 0);
+    int k = chan_select(many, MAXC, 0);
+    cr_assert(k >= 0 && k < MAXC, "select returned %d", k);
+    cr_assert_eq(many[k].result, -EPIPE);
+    cr_assert_eq(errno, 4242, "errno changed to %d", errno);
+    chan_release(c);
+}
