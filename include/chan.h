@@ -241,19 +241,27 @@ CHAN_EXPORT int chan_timer_stop(chan_t *timer);
  * ch must have elem_size sizeof(int); the value sent is the signal number,
  * with a non-blocking send: when ch is full the signal is dropped, so give
  * the channel a buffer.  Several channels may watch one signal and one
- * channel may watch several.  A watched signal is delivered even if it was
- * ignored before.  The channel holds its own reference while registered.
+ * channel may watch several; watching the same pair twice changes nothing.
+ * A watched signal is delivered even if it was ignored before, and watching
+ * SIGTSTP replaces its default stop.  SIGSEGV, SIGBUS, SIGFPE and SIGILL
+ * raised by the CPU (a real fault) keep their default action; sent by
+ * kill() they are delivered.  The registry holds its own reference to ch
+ * until chan_signal_stop().  Never blocks for long.
  *
  * Returns 0; -EINVAL if ch is NULL, its elem_size is not sizeof(int), signo
- * is outside 1..NSIG-1, or signo is SIGKILL or SIGSTOP; -ENOMEM.
+ * is outside 1..NSIG-1, is SIGKILL or SIGSTOP, or may not be caught (a
+ * signal reserved by the C library); -ENOMEM if memory, a pipe or the
+ * library's relay thread cannot be had.
  */
 CHAN_EXPORT int chan_signal_notify(chan_t *ch, int signo);
 
 /*
  * chan_signal_stop - stop all signal delivery to ch.
  *
- * Once no channel watches a signal, its previous disposition is restored.
- * Returns 0 (also if ch watched nothing), -EINVAL if ch is NULL.
+ * On return no further signal is sent to ch, and the registry's
+ * references to it are dropped.  Once no channel watches a signal, its
+ * previous disposition is restored.  Returns 0 (also if ch watched
+ * nothing), -EINVAL if ch is NULL.
  */
 CHAN_EXPORT int chan_signal_stop(chan_t *ch);
 
@@ -338,7 +346,9 @@ CHAN_EXPORT int chan_wg_done(chan_wg_t *wg);
 
 /*
  * chan_wg_wait - block until the counter is zero (at once if it is).
- * Returns 0, or -EINVAL if wg is NULL.
+ *
+ * Any number of threads and tasks may wait; a task parks, leaving its
+ * worker thread free.  Returns 0, or -EINVAL if wg is NULL.
  */
 CHAN_EXPORT int chan_wg_wait(chan_wg_t *wg);
 

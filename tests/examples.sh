@@ -204,6 +204,19 @@ shutdown_ok() {
         END { if (!bad && (got != 3 || bye != NR)) { print "missing lines"; exit 1 } }'
 }
 
+check fanout    "4 10000"     call fanout_ok 4 10000
+check fanout    "1 1"         exact "fanout: workers=1 items=1 steps=0"
+check fanout    "16 3000"     call fanout_ok 16 3000
+check fanout    "3 0"         exact "fanout: workers=3 items=0 steps=0"
+check fanout    "0"           status 2
+check progress  "200 4 10"    call progress_ok 200
+check progress  "100 1 2"     call progress_ok 100
+check progress  "0 2 5"       lines "done: 0 items, 0 primes"
+check progress  "10 0"        status 2
+check shutdown  "5"           call shutdown_ok TERM 5
+check shutdown  "3 INT"       call shutdown_ok INT 3
+check shutdown  "40 TERM"     call shutdown_ok TERM 40
+check shutdown  "1 HUP"       status 2
 # @examples-more@ (append new checks above this line)
 
 echo "examples: $passed passed, $failed failed"

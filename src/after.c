@@ -1,0 +1,115 @@
+/*
+ * after.c - timer channels: chan_after, chan_tick and chan_timer_stop, on
+ * top of the timer heap (timer.h).
+ *
+ * A timer channel is an ordinary capacity-1 channel of int64_t whose
+ * finalize hook points at timer_finalize() and whose owner is a struct
+ * timer_chan holding the heap entry.  Firing is a non-blocking send of the
+ * current CLOCK_MONOTONIC time: when the previous value has not been
+ * received yet, the send fails and the tick is dropped, as in Go.
+ *
+ * Locking.  fire() runs on the timer thread with the heap lock held and
+ * takes the channel lock inside it (src/internal.h); it unparks the
+ * receiver after dropping the channel lock.
+ *
+ * Lifetimes.  The struct timer_chan lives exactly as long as the channel:
+ * the last chan_release() calls timer_finalize(), which takes the entry off
+ * the heap (waiting out a fire() in progress, see chan__timer_cancel) and
+ * frees it.  fire() never touches the channel's reference count: the
+ * channel cannot be freed while its entry is pending or firing.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "chan_impl.h"
+#include "clock.h"
+#include "park.h"
+#include "timer.h"
+
+struct timer_chan {
+    chan__timer_t t;  /* the heap entry; fields guarded by the heap lock */
+    chan_t *ch;       /* the channel this timer sends to; immutable */
+};
+
+/* A non-blocking send of now to ch; a full channel drops the value. */
+static void send_time(chan_t *ch, int64_t now)
+{
+    chan__parker_t *wake = NULL;
+    chan__lock(&ch->lock);
+    (void)chan__send_now(ch, &now, &wake);
+    chan__unlock(&ch->lock);
+    if (wake)
+        chan__unpark(wake);
+}
+
+/* Timer thread, heap lock held. */
+static void timer_fire(chan__timer_t *t, int64_t now)
+{
+    send_time(chan__container_of(t, struct timer_chan, t)->ch, now);
+}
+
+/* The channel's last reference is gone: stop the timer and free it. */
+static void timer_finalize(chan_t *ch)
+{
+    struct timer_chan *tc = ch->owner;
+    chan__timer_cancel(&tc->t);
+    free(tc);
+}
+
+/* A timer channel whose first deadline is delay_ns from now. */
+static chan_t *timer_new(int64_t delay_ns, int64_t period_ns)
+{
+    struct timer_chan *tc = calloc(1, sizeof *tc);
+    if (!tc)
+        return NULL;
+    chan_t *ch = chan_make(sizeof(int64_t), 1);
+    if (!ch) {
+        free(tc);
+        return NULL;
+    }
+    tc->ch = ch;
+    tc->t.period = period_ns;
+    tc->t.fire = timer_fire;
+    /* Set before the channel is shared, as chan_impl.h asks. */
+    ch->owner = tc;
+    ch->finalize = timer_finalize;
+
+    if (delay_ns <= 0) {
+        /* Due already: fire here instead of a round trip through the
+         * timer thread.  Only a one-shot timer gets here (a period is
+         * always > 0), so the timer is done and stays off the heap. */
+        send_time(ch, chan__now());
+        return ch;
+    }
+    tc->t.when = chan__deadline(delay_ns);
+    if (chan__timer_start(&tc->t) < 0) {
+        chan_release(ch); /* not pending: the finalizer just frees tc */
+        return NULL;
+    }
+    return ch;
+}
+
+chan_t *chan_after(int64_t delay_ns)
+{
+    return timer_new(delay_ns, 0);
+}
+
+chan_t *chan_tick(int64_t period_ns)
+{
+    if (period_ns <= 0)
+        return NULL;
+    return timer_new(period_ns, period_ns);
+}
+
+int chan_timer_stop(chan_t *timer)
+{
+    if (!timer || timer->finalize != timer_finalize)
+        return -EINVAL;
+    struct timer_chan *tc = timer->owner;
+    /* Pending means: a one-shot timer that has not fired, or a ticker
+     * that has not been stopped. */
+    return chan__timer_cancel(&tc->t) ? 0 : -EPIPE;
+}

@@ -1,0 +1,368 @@
+/*
+ * timer.c - chan_after, chan_tick and chan_timer_stop, in the spirit of Go's
+ * time/sleep_test.go and time/tick_test.go: a timer fires after at least
+ * its delay, its value is the CLOCK_MONOTONIC time it fired, a second
+ * receive blocks, stop before and after firing, releasing stops, a slow
+ * receiver makes a ticker drop ticks, and 100,000 pending timers.
+ *
+ * Timing checks have a lower bound (never early) that is exact and an
+ * upper bound that is generous, since the suites also run under
+ * ThreadSanitizer and AddressSanitizer on small, shared machines.
+ */
+#include "util.h"
+
+#include <sys/wait.h>
+
+TestSuite(timer, .timeout = TEST_TIMEOUT_S);
+
+/* How late a timer may fire before a test calls it broken. */
+#define LATE_NS (2000 * TEST_MS)
+
+Test(timer, after_fires_after_delay_with_its_fire_time)
+{
+    const int64_t delays[] = { 1 * TEST_MS, 10 * TEST_MS, 30 * TEST_MS };
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        int64_t t0 = test_now_ns();
+        chan_t *ch = chan_after(delays[i]);
+        cr_assert_not_null(ch);
+        cr_assert_eq(chan_cap(ch), 1);
+        int64_t v = 0;
+        cr_assert_eq(chan_recv(ch, &v), 0);
+        int64_t t1 = test_now_ns();
+        cr_assert_geq(t1 - t0, delays[i], "fired after %lld ns, delay %lld",
+                      (long long)(t1 - t0), (long long)delays[i]);
+        /* The value is a CLOCK_MONOTONIC time between the deadline and
+         * the moment we got it. */
+        cr_assert_geq(v, t0 + delays[i]);
+        cr_assert_leq(v, t1);
+        cr_assert_lt(t1 - t0, delays[i] + LATE_NS);
+        chan_release(ch);
+    }
+}
+
+Test(timer, second_receive_blocks)
+{
+    chan_t *ch = chan_after(1 * TEST_MS);
+    cr_assert_not_null(ch);
+    int64_t v = 0;
+    cr_assert_eq(chan_recv(ch, &v), 0);
+    /* Not closed, just quiet, as a Go timer channel. */
+    int64_t w = -7;
+    cr_assert_eq(chan_timedrecv(ch, &w, 30 * TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(w, -7);
+    cr_assert_eq(chan_tryrecv(ch, &w), -EAGAIN);
+    cr_assert_eq(chan_timer_stop(ch), -EPIPE);
+    chan_release(ch);
+}
+
+Test(timer, zero_or_negative_delay_fires_at_once)
+{
+    const int64_t delays[] = { 0, -1, INT64_MIN };
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        int64_t t0 = test_now_ns();
+        chan_t *ch = chan_after(delays[i]);
+        cr_assert_not_null(ch);
+        int64_t v = 0;
+        cr_assert_eq(chan_tryrecv(ch, &v), 0);
+        cr_assert_geq(v, t0);
+        cr_assert_leq(v, test_now_ns());
+        cr_assert_eq(chan_timer_stop(ch), -EPIPE, "it has fired already");
+        chan_release(ch);
+    }
+}
+
+Test(timer, works_in_select_with_other_channels)
+{
+    chan_t *never = chan_make(sizeof(int), 0);
+    int64_t t0 = test_now_ns();
+    chan_t *t = chan_after(10 * TEST_MS);
+    cr_assert_not_null(never);
+    cr_assert_not_null(t);
+    int x;
+    int64_t v = 0;
+    chan_case_t cases[] = { CHAN_RECV_CASE(never, &x), CHAN_RECV_CASE(t, &v) };
+    cr_assert_eq(chan_select(cases, 2, CHAN_FOREVER), 1);
+    cr_assert_eq(cases[1].result, 0);
+    cr_assert_geq(v, t0 + 10 * TEST_MS);
+    chan_release(t);
+    chan_release(never);
+}
+
+Test(timer, stop_before_firing)
+{
+    chan_t *ch = chan_after(20 * TEST_MS);
+    cr_assert_not_null(ch);
+    cr_assert_eq(chan_timer_stop(ch), 0);
+    cr_assert_eq(chan_timer_stop(ch), -EPIPE, "already stopped");
+    int64_t v;
+    cr_assert_eq(chan_timedrecv(ch, &v, 60 * TEST_MS), -ETIMEDOUT,
+                 "a stopped timer must not fire");
+    chan_release(ch);
+}
+
+Test(timer, stop_after_firing_keeps_the_value)
+{
+    chan_t *ch = chan_after(1 * TEST_MS);
+    cr_assert_not_null(ch);
+    int64_t give_up = test_now_ns() + 10000 * TEST_MS;
+    while (chan_len(ch) == 0) {
+        cr_assert_lt(test_now_ns(), give_up, "the timer never fired");
+        test_sleep_ns(TEST_MS);
+    }
+    cr_assert_eq(chan_timer_stop(ch), -EPIPE);
+    int64_t v = 0;
+    cr_assert_eq(chan_tryrecv(ch, &v), 0, "the delivered value stays");
+    cr_assert_gt(v, 0);
+    chan_release(ch);
+}
+
+Test(timer, stop_rejects_non_timers)
+{
+    cr_assert_eq(chan_timer_stop(NULL), -EINVAL);
+    chan_t *plain = chan_make(sizeof(int64_t), 1);
+    cr_assert_not_null(plain);
+    cr_assert_eq(chan_timer_stop(plain), -EINVAL);
+    chan_release(plain);
+}
+
+Test(timer, tick_rejects_non_positive_period)
+{
+    cr_assert_null(chan_tick(0));
+    cr_assert_null(chan_tick(-1));
+    cr_assert_null(chan_tick(INT64_MIN));
+}
+
+Test(timer, tick_fires_every_period)
+{
+    const int64_t period = 10 * TEST_MS;
+    const int count = 8;
+    int64_t t0 = test_now_ns();
+    chan_t *ch = chan_tick(period);
+    cr_assert_not_null(ch);
+    cr_assert_eq(chan_cap(ch), 1);
+    int64_t prev = t0;
+    for (int i = 0; i < count; i++) {
+        int64_t v = 0;
+        cr_assert_eq(chan_recv(ch, &v), 0);
+        cr_assert_gt(v, prev, "tick values increase");
+        /* Never early: tick k fires at least k periods after the start. */
+        cr_assert_geq(v, t0 + (int64_t)(i + 1) * period);
+        prev = v;
+    }
+    int64_t elapsed = test_now_ns() - t0;
+    cr_assert_geq(elapsed, count * period);
+    cr_assert_lt(elapsed, count * period + LATE_NS);
+    cr_assert_eq(chan_timer_stop(ch), 0, "a running ticker stops");
+    cr_assert_eq(chan_timer_stop(ch), -EPIPE);
+    chan_release(ch);
+}
+
+Test(timer, tick_drops_ticks_for_a_slow_receiver)
+{
+    const int64_t period = 5 * TEST_MS;
+    int64_t t0 = test_now_ns();
+    chan_t *ch = chan_tick(period);
+    cr_assert_not_null(ch);
+    /* Miss about twenty ticks. */
+    test_sleep_ns(20 * period);
+    cr_assert_eq(chan_len(ch), 1, "capacity 1: missed ticks are dropped");
+    int64_t v1 = 0, v2 = 0;
+    cr_assert_eq(chan_tryrecv(ch, &v1), 0);
+    int64_t got1 = test_now_ns();
+    /* The value is the first tick that found room, long ago. */
+    cr_assert_geq(v1, t0 + period);
+    cr_assert_lt(v1, got1);
+    /* No burst of queued ticks: the next one is a fresh one, fired after
+     * we took the first. */
+    cr_assert_eq(chan_recv(ch, &v2), 0);
+    cr_assert_geq(v2, got1 - period,
+                  "next tick %lld ns before the previous receive",
+                  (long long)(got1 - v2));
+    cr_assert_gt(v2, v1);
+    cr_assert_eq(chan_timer_stop(ch), 0);
+    chan_release(ch);
+}
+
+Test(timer, tick_stop_stops_ticking)
+{
+    const int64_t period = 2 * TEST_MS;
+    chan_t *ch = chan_tick(period);
+    cr_assert_not_null(ch);
+    int64_t v;
+    cr_assert_eq(chan_recv(ch, &v), 0);
+    cr_assert_eq(chan_timer_stop(ch), 0);
+    (void)chan_tryrecv(ch, &v); /* a tick may have landed before the stop */
+    cr_assert_eq(chan_timedrecv(ch, &v, 20 * period), -ETIMEDOUT);
+    chan_release(ch);
+}
+
+Test(timer, release_stops_the_timer)
+{
+    /* If releasing did not take the timers off the heap, the timer thread
+     * would send to freed channels (AddressSanitizer reports it) or
+     * crash; if it did not free them, LeakSanitizer reports it. */
+    for (int i = 0; i < 20; i++) {
+        chan_t *a = chan_after((int64_t)(i % 3) * TEST_MS);
+        chan_t *t = chan_tick(1 * TEST_MS);
+        cr_assert_not_null(a);
+        cr_assert_not_null(t);
+        if (i % 2)
+            test_sleep_ns(TEST_MS);
+        chan_release(a);
+        chan_release(t);
+    }
+    test_sleep_ns(20 * TEST_MS);
+    /* The timer thread is still healthy. */
+    chan_t *ch = chan_after(1 * TEST_MS);
+    cr_assert_not_null(ch);
+    cr_assert_eq(chan_timedrecv(ch, NULL, 10000 * TEST_MS), 0);
+    chan_release(ch);
+}
+
+Test(timer, a_retained_reference_keeps_the_timer)
+{
+    chan_t *ch = chan_after(5 * TEST_MS);
+    cr_assert_not_null(ch);
+    chan_t *other = chan_retain(ch);
+    chan_release(ch); /* not the last reference: the timer keeps going */
+    int64_t v = 0;
+    cr_assert_eq(chan_timedrecv(other, &v, 10000 * TEST_MS), 0);
+    chan_release(other);
+}
+
+struct releaser {
+    int rounds;
+    int failures;
+};
+
+static void *release_race(void *arg)
+{
+    struct releaser *r = arg;
+    for (int i = 0; i < r->rounds; i++) {
+        chan_t *t = chan_tick(200000); /* 0.2 ms: often firing */
+        chan_t *a = chan_after(100000);
+        if (!t || !a) {
+            r->failures++;
+            chan_release(t);
+            chan_release(a);
+            continue;
+        }
+        if (i % 4 == 0)
+            (void)chan_timedrecv(t, NULL, 5 * TEST_MS);
+        if (i % 2 == 0 && chan_timer_stop(a) != 0 && chan_timer_stop(a) != -EPIPE)
+            r->failures++;
+        chan_release(t);
+        chan_release(a);
+    }
+    return NULL;
+}
+
+Test(timer, release_races_with_firing)
+{
+    struct releaser r[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        r[i].rounds = (int)test_scaled(300, 10);
+        r[i].failures = 0;
+        th[i] = test_thread_start(release_race, &r[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        test_thread_join(th[i]);
+        cr_assert_eq(r[i].failures, 0);
+    }
+}
+
+Test(timer, timers_fire_in_deadline_order)
+{
+    /* Deadlines 3 ms apart, created in a scrambled order: each fires no
+     * earlier than its own deadline, and whenever one deadline is surely
+     * earlier than another (judging by clock readings taken around each
+     * chan_after) its fire time is not later. */
+    enum { N = 24 };
+    chan_t *ch[N];
+    int64_t before[N], after[N], fired[N];
+    for (int k = 0; k < N; k++) {
+        int i = (k * 7) % N; /* 7 is coprime with 24: a permutation */
+        before[i] = test_now_ns() + (int64_t)(i + 1) * 3 * TEST_MS;
+        ch[i] = chan_after((int64_t)(i + 1) * 3 * TEST_MS);
+        after[i] = test_now_ns() + (int64_t)(i + 1) * 3 * TEST_MS;
+        cr_assert_not_null(ch[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(chan_recv(ch[i], &fired[i]), 0);
+        cr_assert_geq(fired[i], before[i]);
+        chan_release(ch[i]);
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            if (after[i] < before[j])
+                cr_assert_leq(fired[i], fired[j],
+                              "timer %d fired after timer %d", i, j);
+}
+
+Test(timer, a_hundred_thousand_pending_timers)
+{
+    const long n = test_scaled(100000, 1000);
+    chan_t **ch = calloc((size_t)n, sizeof *ch);
+    cr_assert_not_null(ch);
+    const int64_t hour = 3600LL * 1000 * TEST_MS;
+    int64_t t0 = test_now_ns();
+    for (long i = 0; i < n; i++) {
+        /* Every 1000th timer is short; the rest wait an hour, with
+         * scrambled deadlines so the heap really has to sort. */
+        int64_t d = i % 1000 == 0 ? (i / 1000 % 50 + 1) * TEST_MS
+                                  : hour + (int64_t)((i * 7919) % n) * 1000;
+        ch[i] = chan_after(d);
+        cr_assert_not_null(ch[i]);
+    }
+    int64_t created = test_now_ns() - t0;
+    /* The short ones fire while 100,000 others are pending. */
+    for (long i = 0; i < n; i += 1000) {
+        int64_t v = 0;
+        cr_assert_eq(chan_recv(ch[i], &v), 0);
+        cr_assert_geq(v, t0 + (i / 1000 % 50 + 1) * TEST_MS);
+        cr_assert_eq(chan_timer_stop(ch[i]), -EPIPE);
+    }
+    /* Stop every other long one (removal from the middle of the heap),
+     * release the rest while pending. */
+    for (long i = 0; i < n; i++) {
+        if (i % 1000 != 0 && i % 2 == 0)
+            cr_assert_eq(chan_timer_stop(ch[i]), 0);
+        chan_release(ch[i]);
+    }
+    free(ch);
+    /* O(log n) operations: even a sanitizer build makes 100,000 in far
+     * less than the suite's timeout; a linear scan per insert would not. */
+    cr_assert_lt(created, 30000 * TEST_MS, "creating %ld timers took %lld ms",
+                 n, (long long)(created / TEST_MS));
+}
+
+Test(timer, timers_work_in_a_forked_child)
+{
+#if defined(__SANITIZE_THREAD__)
+    cr_skip_test("ThreadSanitizer cannot start threads after a fork");
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    cr_skip_test("ThreadSanitizer cannot start threads after a fork");
+#endif
+#endif
+    /* The parent's timer thread exists and is busy at the fork; the child
+     * must get a consistent heap and its own thread. */
+    chan_t *tick = chan_tick(100000);
+    cr_assert_not_null(tick);
+    cr_assert_eq(chan_recv(tick, NULL), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        chan_t *a = chan_after(2 * TEST_MS);
+        int ok = a && chan_timedrecv(a, NULL, 10000 * TEST_MS) == 0;
+        /* The inherited ticker runs again too. */
+        ok = ok && chan_timedrecv(tick, NULL, 10000 * TEST_MS) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child status %#x", status);
+    chan_release(tick);
+}
