@@ -282,8 +282,10 @@ typedef struct chan_sched_opts {
  * chan_sched_new - start a scheduler with its worker threads.
  *
  * opts may be NULL for the defaults (one worker per online CPU, 64 KiB task
- * stacks, rounded up to whole pages, each with a guard page below it).
- * Returns NULL if threads or memory cannot be had.
+ * stacks, or 256 KiB in sanitizer builds, whose frames are larger; sizes
+ * are rounded up to whole pages, each stack with a guard page below it).
+ * Several schedulers may exist at once.  Returns NULL if threads or memory
+ * cannot be had.
  */
 CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
 
@@ -291,8 +293,10 @@ CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
  * chan_go - start fn(arg) as a new task on s.
  *
  * s == NULL inside a task means the task's own scheduler.  Never blocks.
- * Returns 0; -EINVAL if fn is NULL, or s is NULL outside a task; -ENOMEM if
- * no stack can be had.
+ * The task's stack is mapped when it first runs, so a queue of tasks that
+ * have not started yet costs no stacks; if no stack can be mapped then, the
+ * task waits for one.  Returns 0; -EINVAL if fn is NULL, or s is NULL
+ * outside a task; -ENOMEM if the task itself cannot be allocated.
  */
 CHAN_EXPORT int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg);
 

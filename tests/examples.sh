@@ -217,6 +217,18 @@ check shutdown  "5"           call shutdown_ok TERM 5
 check shutdown  "3 INT"       call shutdown_ok INT 3
 check shutdown  "40 TERM"     call shutdown_ok TERM 40
 check shutdown  "1 HUP"       status 2
+check primes_tasks  "10"        exact "2 3 5 7 11 13 17 19 23 29"
+check primes_tasks  "1 1"       exact "2"
+check primes_tasks  "200 2"     exact "$(first_primes 200)"
+check primes_tasks  "0"         status 2
+check workers_tasks "8 1000"    call workers_ok 8 1000
+check workers_tasks "1 1 1"     call workers_ok 1 1
+check workers_tasks "100 5000 2" call workers_ok 100 5000
+check workers_tasks "0"         status 2
+check fanout_tasks  "1"         exact "tasks=1 sum=1 ok"
+check fanout_tasks  "20000"     exact "tasks=20000 sum=2666866670000 ok"
+check fanout_tasks  "5000 1"    exact "tasks=5000 sum=41679167500 ok"
+check fanout_tasks  "x"         status 2
 # @examples-more@ (append new checks above this line)
 
 echo "examples: $passed passed, $failed failed"

@@ -1,0 +1,545 @@
+/*
+ * sched.c - the scheduler object, its worker threads, the run queues, work
+ * stealing and idling (the shape of it all is described in sched.h).
+ *
+ * Invariants.
+ *   - A runnable task is in exactly one place: a ring, a run-next slot or
+ *     the global queue; a running task is in none.  Only chan__task_run()
+ *     (after a park, yield or first run) and chan__sched_ready() (after a
+ *     wakeup) put an existing task back, and park.h's state protocol lets
+ *     exactly one of them do it per park.
+ *   - Only a worker's own thread adds to its ring or its run-next slot
+ *     (tasks running on it count as that thread); other workers only take
+ *     from them.  So a worker that sees its own len == 0 knows its queue
+ *     is empty.
+ *   - sched->ntasks counts tasks from chan_go to their return.  When it
+ *     drops to 0 every queue is empty.
+ *
+ * No lost wakeups.  Adding work and going to sleep meet on one atomic
+ * word, sched->idle_word, which both sides update with a read-modify-write
+ * after their own step: an adder publishes the task, then reads the word
+ * with fetch_add(0); a worker about to sleep adds itself to the word, then
+ * looks at every queue once more.  Read-modify-writes of one word are
+ * totally ordered.  If the adder's comes later, it sees the idle worker
+ * and hands it a token.  If the worker's comes later, it reads what the
+ * adder's wrote, so the adder's push happens before the worker's last
+ * look, which finds the task.  (Fences would express the same, but
+ * ThreadSanitizer does not understand them.)  A spinning worker moves from
+ * spinning to idle in the same single update, so an adder that saw it
+ * spinning is covered by its last look too.
+ */
+#include "internal.h"
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sched/sched.h"
+#include "sched/stack.h"
+
+/* Default stack: 64 KiB; sanitizers' larger frames get four times that. */
+#if defined(CHAN_ASAN) || defined(CHAN_TSAN)
+#define DEFAULT_STACK (256 * 1024)
+#else
+#define DEFAULT_STACK (64 * 1024)
+#endif
+
+enum {
+    /* Every GLOBAL_EVERY schedules a worker looks at the global queue
+     * first, so tasks from outside are not starved by busy local queues.
+     * A prime, so it does not fall into step with a program's own loop. */
+    GLOBAL_EVERY = 61,
+    /* Run-next picks in a row before the ring gets a turn: two tasks
+     * passing a value back and forth must not starve the rest. */
+    RUNNEXT_MAX = 32,
+    /* Rounds of looking for work before a worker sleeps; with the pause
+     * between rounds this is some tens of microseconds. */
+    SPIN_ROUNDS = 32,
+    SPIN_PAUSES = 32,
+    /* Stacks cached per worker, and in the shared cache. */
+    WORKER_STACKS = 16,
+    SHARED_STACKS = 64,
+    /* More worker threads than this are refused (NULL): far beyond any
+     * useful count, and the workers array and the victim search of
+     * stealing grow with it. */
+    MAX_WORKERS = 4096,
+};
+
+static __thread chan__worker_t *tls_worker;
+
+/*
+ * noinline (and noclone): the compiler may compute the address of a
+ * thread-local variable once per function and reuse it, which is wrong
+ * when a task calling this function can resume on another thread.  An
+ * opaque call per read forces a fresh lookup every time.
+ */
+#if defined(__clang__)
+__attribute__((noinline))
+#else
+__attribute__((noinline, noclone))
+#endif
+chan__worker_t *chan__worker_self(void)
+{
+    chan__worker_t *w = tls_worker;
+    __asm__ __volatile__("" : "+r"(w)); /* no value propagation either */
+    return w;
+}
+
+/* ---------------------------------------------------------------- waking */
+
+/* The two halves of sched->idle_word. */
+#define IDLE_ONE ((uint64_t)1)
+#define SPIN_ONE ((uint64_t)1 << 32)
+#define IDLE_COUNT(w) ((unsigned)((w) & 0xffffffffu))
+#define SPIN_COUNT(w) ((unsigned)((w) >> 32))
+
+/* Wakes one idle worker if there is one and nobody is looking for work.
+ * Called after publishing new work. */
+static void notify(chan_sched_t *s)
+{
+    /* A read-modify-write, not a load: see "No lost wakeups" above. */
+    uint64_t w = atomic_fetch_add_explicit(&s->idle_word, 0,
+                                           memory_order_seq_cst);
+    if (SPIN_COUNT(w) != 0 || IDLE_COUNT(w) == 0)
+        return;
+    chan__check(pthread_mutex_lock(&s->idle_mu));
+    w = atomic_load_explicit(&s->idle_word, memory_order_relaxed);
+    if (s->tokens < IDLE_COUNT(w)) {
+        s->tokens++;
+        chan__check(pthread_cond_signal(&s->idle_cv));
+    }
+    chan__check(pthread_mutex_unlock(&s->idle_mu));
+}
+
+/* ---------------------------------------------------------------- queues */
+
+/* Appends the chain first..last (n tasks) to the global queue. */
+static void global_append(chan_sched_t *s, chan__task_t *first,
+                          chan__task_t *last, size_t n)
+{
+    last->next = NULL;
+    chan__check(pthread_mutex_lock(&s->gmu));
+    if (s->gtail)
+        s->gtail->next = first;
+    else
+        s->ghead = first;
+    s->gtail = last;
+    atomic_store_explicit(&s->glen,
+                          atomic_load_explicit(&s->glen, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    chan__check(pthread_mutex_unlock(&s->gmu));
+}
+
+void chan__sched_push_global(chan_sched_t *s, chan__task_t *t)
+{
+    global_append(s, t, t, 1);
+    notify(s);
+}
+
+/*
+ * Puts t at the tail of w's ring, or in its run-next slot (moving the old
+ * occupant to the ring).  A full ring sends half of itself, oldest first,
+ * to the global queue, where other workers find it.  Called by w's thread.
+ */
+static void local_put(chan__worker_t *w, chan__task_t *t, int next, int wake)
+{
+    chan__task_t *first = NULL, *last = NULL;
+    size_t moved = 0;
+    chan__check(pthread_mutex_lock(&w->mu));
+    if (next) {
+        chan__task_t *old = w->runnext;
+        w->runnext = t;
+        t = old;
+        if (!t)
+            atomic_store_explicit(&w->len,
+                                  atomic_load_explicit(&w->len,
+                                                       memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+    }
+    if (t) {
+        if (w->tail - w->head == CHAN_RING) {
+            for (unsigned i = 0; i < CHAN_RING / 2; i++) {
+                chan__task_t *x = w->ring[w->head++ % CHAN_RING];
+                if (last)
+                    last->next = x;
+                else
+                    first = x;
+                last = x;
+                moved++;
+            }
+        }
+        w->ring[w->tail++ % CHAN_RING] = t;
+        atomic_store_explicit(&w->len,
+                              atomic_load_explicit(&w->len,
+                                                   memory_order_relaxed) + 1 -
+                                  (unsigned)moved,
+                              memory_order_relaxed);
+    }
+    chan__check(pthread_mutex_unlock(&w->mu));
+    if (moved)
+        global_append(w->sched, first, last, moved);
+    if (wake)
+        notify(w->sched);
+}
+
+void chan__sched_push_local(chan__worker_t *w, chan__task_t *t)
+{
+    /* A yield: the worker itself will look here next, no need to wake
+     * anybody (that would only bounce the yielding task between threads). */
+    local_put(w, t, 0, 0);
+}
+
+void chan__sched_ready(chan__task_t *t)
+{
+    chan__worker_t *w = chan__worker_self();
+    if (w && w->current && w->sched == t->sched)
+        local_put(w, t, 1, 1);
+    else
+        chan__sched_push_global(t->sched, t);
+}
+
+void chan__sched_spawn(chan_sched_t *s, chan__task_t *t)
+{
+    chan__worker_t *w = chan__worker_self();
+    if (w && w->current && w->sched == s)
+        local_put(w, t, 0, 1);
+    else
+        chan__sched_push_global(s, t);
+}
+
+/* The next task of w's own queue, or NULL.  Called by w's thread. */
+static chan__task_t *pop_local(chan__worker_t *w)
+{
+    if (atomic_load_explicit(&w->len, memory_order_relaxed) == 0)
+        return NULL;
+    chan__task_t *t = NULL;
+    chan__check(pthread_mutex_lock(&w->mu));
+    if (w->runnext &&
+        (w->runnext_streak < RUNNEXT_MAX || w->head == w->tail)) {
+        t = w->runnext;
+        w->runnext = NULL;
+        w->runnext_streak++;
+    } else if (w->head != w->tail) {
+        t = w->ring[w->head++ % CHAN_RING];
+        w->runnext_streak = 0;
+    }
+    if (t)
+        atomic_store_explicit(&w->len,
+                              atomic_load_explicit(&w->len,
+                                                   memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    chan__check(pthread_mutex_unlock(&w->mu));
+    return t;
+}
+
+/*
+ * Takes a task from the global queue, and a fair share of the rest (up to
+ * half a ring) into w's ring, so that a burst from outside is not fetched
+ * one lock round trip at a time.  Called by w's thread.
+ */
+static chan__task_t *pop_global(chan__worker_t *w)
+{
+    chan_sched_t *s = w->sched;
+    if (atomic_load_explicit(&s->glen, memory_order_relaxed) == 0)
+        return NULL;
+    chan__check(pthread_mutex_lock(&s->gmu));
+    size_t len = atomic_load_explicit(&s->glen, memory_order_relaxed);
+    if (len == 0) {
+        chan__check(pthread_mutex_unlock(&s->gmu));
+        return NULL;
+    }
+    size_t n = len / s->nworkers + 1;
+    if (n > len)
+        n = len;
+    if (n > CHAN_RING / 2)
+        n = CHAN_RING / 2;
+    chan__task_t *first = s->ghead, *last = first;
+    for (size_t i = 1; i < n; i++)
+        last = last->next;
+    s->ghead = last->next;
+    if (!s->ghead)
+        s->gtail = NULL;
+    atomic_store_explicit(&s->glen, len - n, memory_order_relaxed);
+    chan__check(pthread_mutex_unlock(&s->gmu));
+
+    chan__task_t *t = first;
+    first = first->next;
+    /* (A full ring spills half of itself back to the global queue.) */
+    for (size_t i = 1; i < n; i++) {
+        chan__task_t *x = first;
+        first = first->next;
+        local_put(w, x, 0, 0);
+    }
+    return t;
+}
+
+/*
+ * Steals half of another worker's ring (rounded up) into w's, returning
+ * one of the stolen tasks.  With take_next, a victim whose ring is empty
+ * may also lose its run-next task; that is left for the last look before
+ * sleeping, because the victim usually runs it within microseconds.
+ */
+static chan__task_t *steal(chan__worker_t *w, int take_next)
+{
+    chan_sched_t *s = w->sched;
+    chan__task_t *batch[CHAN_RING / 2];
+    w->rng = w->rng * 1103515245u + 12345u;
+    unsigned start = (w->rng >> 8) % s->nworkers;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        chan__worker_t *v = &s->workers[(start + i) % s->nworkers];
+        if (v == w || atomic_load_explicit(&v->len, memory_order_relaxed) == 0)
+            continue;
+        unsigned k = 0;
+        chan__check(pthread_mutex_lock(&v->mu));
+        unsigned n = v->tail - v->head;
+        k = n - n / 2;
+        for (unsigned j = 0; j < k; j++)
+            batch[j] = v->ring[v->head++ % CHAN_RING];
+        if (k == 0 && take_next && v->runnext) {
+            batch[k++] = v->runnext;
+            v->runnext = NULL;
+        }
+        atomic_store_explicit(&v->len,
+                              atomic_load_explicit(&v->len,
+                                                   memory_order_relaxed) - k,
+                              memory_order_relaxed);
+        chan__check(pthread_mutex_unlock(&v->mu));
+        if (k == 0)
+            continue;
+        for (unsigned j = 1; j < k; j++)
+            local_put(w, batch[j], 0, 0);
+        return batch[0];
+    }
+    return NULL;
+}
+
+/* One look at every queue w may take from. */
+static chan__task_t *find_work(chan__worker_t *w, int take_next)
+{
+    chan__task_t *t;
+    if (++w->tick % GLOBAL_EVERY == 0 && (t = pop_global(w)) != NULL)
+        return t;
+    if ((t = pop_local(w)) != NULL)
+        return t;
+    if ((t = pop_global(w)) != NULL)
+        return t;
+    if (w->sched->nworkers > 1)
+        return steal(w, take_next);
+    return NULL;
+}
+
+/* Called when a spinning worker found work. */
+static void stop_spinning(chan_sched_t *s)
+{
+    /* The last spinner to find work wakes a replacement: where there was
+     * one task there may be more, and no other spinner is left to look. */
+    uint64_t w = atomic_fetch_sub_explicit(&s->idle_word, SPIN_ONE,
+                                           memory_order_seq_cst);
+    if (SPIN_COUNT(w) == 1)
+        notify(s);
+}
+
+/*
+ * Spins, then sleeps, until there is work (returned) or the scheduler
+ * stops (NULL).
+ */
+static chan__task_t *idle(chan__worker_t *w)
+{
+    chan_sched_t *s = w->sched;
+    for (;;) {
+        atomic_fetch_add_explicit(&s->idle_word, SPIN_ONE,
+                                  memory_order_seq_cst);
+        for (int i = 0; i < SPIN_ROUNDS; i++) {
+            chan__task_t *t = find_work(w, i == SPIN_ROUNDS - 1);
+            if (t) {
+                stop_spinning(s);
+                return t;
+            }
+            if (i % 8 == 7) {
+                sched_yield();
+            } else {
+                for (int j = 0; j < SPIN_PAUSES; j++)
+                    chan__cpu_relax();
+            }
+        }
+
+        /* Spinning -> idle in one step (unsigned arithmetic wraps), then
+         * the last look. */
+        atomic_fetch_add_explicit(&s->idle_word, IDLE_ONE - SPIN_ONE,
+                                  memory_order_seq_cst);
+        chan__task_t *t = find_work(w, 1);
+        if (t) {
+            atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
+                                      memory_order_seq_cst);
+            return t;
+        }
+        chan__check(pthread_mutex_lock(&s->idle_mu));
+        while (s->tokens == 0 && !s->stop)
+            chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
+        int stop = s->tokens == 0; /* stop set, nothing left to do */
+        if (!stop)
+            s->tokens--;
+        atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
+                                  memory_order_seq_cst);
+        chan__check(pthread_mutex_unlock(&s->idle_mu));
+        if (stop)
+            return NULL;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    chan__worker_t *w = arg;
+    tls_worker = w;
+    chan__task_worker_init(w);
+    chan__task_t *t = NULL;
+    for (;;) {
+        if (!t)
+            t = find_work(w, 0);
+        if (!t)
+            t = idle(w);
+        if (!t)
+            break;
+        t = chan__task_run(w, t);
+    }
+    tls_worker = NULL;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- API */
+
+static void sched_destroy(chan_sched_t *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        chan__worker_t *w = &s->workers[i];
+        chan__stack_drain(&w->stacks, s->stack_size);
+        pthread_mutex_destroy(&w->mu);
+    }
+    chan__stack_drain(&s->stacks, s->stack_size);
+    pthread_mutex_destroy(&s->gmu);
+    pthread_mutex_destroy(&s->idle_mu);
+    pthread_cond_destroy(&s->idle_cv);
+    pthread_mutex_destroy(&s->done_mu);
+    pthread_cond_destroy(&s->done_cv);
+    pthread_mutex_destroy(&s->stack_mu);
+    free(s->workers);
+    free(s);
+}
+
+/* Stops the workers that were started and waits for them. */
+static void sched_stop(chan_sched_t *s)
+{
+    chan__check(pthread_mutex_lock(&s->idle_mu));
+    s->stop = 1;
+    chan__check(pthread_cond_broadcast(&s->idle_cv));
+    chan__check(pthread_mutex_unlock(&s->idle_mu));
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (s->workers[i].started)
+            chan__check(pthread_join(s->workers[i].thread, NULL));
+}
+
+/* chan_sched_new proper; the wrapper below keeps errno. */
+static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
+{
+    unsigned threads = opts ? opts->threads : 0;
+    size_t stack = opts ? opts->stack_size : 0;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+        if (threads > MAX_WORKERS)
+            threads = MAX_WORKERS;
+    }
+    if (threads > MAX_WORKERS)
+        return NULL;
+    if (stack == 0)
+        stack = DEFAULT_STACK;
+    size_t page = chan__page_size();
+    if (stack > SIZE_MAX / 2)
+        return NULL;
+    stack = (stack + page - 1) / page * page;
+
+    chan_sched_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->workers = calloc(threads, sizeof *s->workers);
+    if (!s->workers) {
+        free(s);
+        return NULL;
+    }
+    s->nworkers = threads;
+    s->stack_size = stack;
+    chan__check(pthread_mutex_init(&s->gmu, NULL));
+    chan__check(pthread_mutex_init(&s->idle_mu, NULL));
+    chan__check(pthread_cond_init(&s->idle_cv, NULL));
+    chan__check(pthread_mutex_init(&s->done_mu, NULL));
+    chan__check(pthread_cond_init(&s->done_cv, NULL));
+    chan__check(pthread_mutex_init(&s->stack_mu, NULL));
+    s->stacks.max = SHARED_STACKS;
+    for (unsigned i = 0; i < threads; i++) {
+        chan__worker_t *w = &s->workers[i];
+        w->sched = s;
+        w->id = i;
+        w->rng = 0x9e3779b9u * (i + 1);
+        w->stacks.max = WORKER_STACKS;
+        chan__check(pthread_mutex_init(&w->mu, NULL));
+    }
+
+    /* From now on every park asks whether it runs in a task.  Threads
+     * that never meet a scheduler never pay for this check. */
+    atomic_store_explicit(&chan__park_task_hook, chan__task_parker,
+                          memory_order_release);
+
+    for (unsigned i = 0; i < threads; i++) {
+        chan__worker_t *w = &s->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            sched_stop(s);
+            sched_destroy(s);
+            return NULL;
+        }
+        w->started = 1;
+    }
+    return s;
+}
+
+chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts)
+{
+    /* calloc and pthread_create may set errno on failure; this API leaves
+     * the caller's errno alone. */
+    int saved_errno = errno;
+    chan_sched_t *s = sched_new(opts);
+    errno = saved_errno;
+    return s;
+}
+
+int chan_sched_wait(chan_sched_t *s)
+{
+    if (!s)
+        return -EINVAL;
+    chan__worker_t *w = chan__worker_self();
+    if (w && w->current && w->sched == s)
+        return -EDEADLK;
+    chan__check(pthread_mutex_lock(&s->done_mu));
+    while (atomic_load_explicit(&s->ntasks, memory_order_acquire) != 0)
+        chan__check(pthread_cond_wait(&s->done_cv, &s->done_mu));
+    chan__check(pthread_mutex_unlock(&s->done_mu));
+    return 0;
+}
+
+void chan_sched_free(chan_sched_t *s)
+{
+    /* From a task of s this would wait for itself: the contract calls it a
+     * programming error; doing nothing beats a deadlock. */
+    if (chan_sched_wait(s) != 0)
+        return;
+    int saved_errno = errno;
+    sched_stop(s);
+    sched_destroy(s);
+    errno = saved_errno;
+}

@@ -1,0 +1,205 @@
+/*
+ * sched.h - the M:N scheduler's objects, shared by sched.c (workers, run
+ * queues, idling) and task.c (tasks: start, switch, park, finish).
+ *
+ * Shape.  A scheduler owns N worker threads.  Each worker runs tasks
+ * (coroutines with their own stacks) one at a time: it switches to a task,
+ * and the task switches back when it parks, yields or returns, leaving in
+ * worker->after what the worker must do with it.  Doing that work on the
+ * worker's side, after the task's registers are saved, is what makes
+ * parking race-free (task.c).
+ *
+ * Run queues.  Each worker has a bounded local queue (a ring) and a "run
+ * next" slot; the scheduler has one unbounded global queue.  A task made
+ * runnable by a task of the same scheduler goes to that worker's run-next
+ * slot (the waker usually blocks soon after, so the woken task runs at
+ * once and on a warm cache); a new task started by a task goes to the
+ * local queue; everything from outside (threads, the timer thread, other
+ * schedulers) goes to the global queue.  A worker whose queues are empty
+ * takes from the global queue, then steals half of another worker's local
+ * queue.
+ *
+ * Idling.  A worker with nothing to do spins for a short while (it is
+ * "spinning"), then registers as idle and sleeps on the idle condition
+ * variable, so an idle scheduler uses no CPU.  Whoever adds work wakes one
+ * idle worker, unless a worker is already spinning (it will find the work).
+ *
+ * Locking (all leaf locks, src/internal.h; never two at once, except that
+ * a run-queue lock may be taken under the timer heap lock by a timeout):
+ *   worker->mu      the worker's ring and run-next slot;
+ *   sched->gmu      the global queue;
+ *   sched->idle_mu  tokens and stop (idle_word is an atomic);
+ *   sched->done_mu  the sleep of chan_sched_wait (ntasks is an atomic);
+ *   sched->stack_mu the shared stack cache.
+ *
+ * Lifetimes.  A task is allocated by chan_go and freed by the worker that
+ * runs it to completion, after it has switched away for the last time.
+ * Its stack is taken when it first runs (so that a queue of many tasks
+ * that have not started costs no stacks) and goes back to a cache when it
+ * finishes.  Workers and the scheduler live until chan_sched_free.
+ */
+#ifndef CHAN_SCHED_SCHED_H
+#define CHAN_SCHED_SCHED_H
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "park.h"
+#include "sched/stack.h"
+#include "sched/switch.h"
+#include "timer.h"
+
+/* Entries of a worker's local ring (a power of two). */
+#define CHAN_RING 256
+
+typedef struct chan__task chan__task_t;
+typedef struct chan__worker chan__worker_t;
+
+/* What a task asks of its worker when it switches back. */
+enum chan__after { CHAN_AFTER_NONE, CHAN_AFTER_YIELD, CHAN_AFTER_PARK,
+                   CHAN_AFTER_EXIT };
+
+struct chan__task {
+    /* How the task sleeps; parker.ops points at task.c's wait and wake.
+     * parker.state follows park.h; task.c explains the timed case. */
+    chan__parker_t parker;
+    chan__ctx_t ctx;              /* saved registers while switched out */
+    chan_sched_t *sched;          /* immutable */
+    chan__task_t *next;           /* link in the global queue; gmu */
+    void (*fn)(void *arg);        /* the task's function; immutable */
+    void *arg;
+    void *stack;                  /* low end of the stack; NULL before the
+                                     first run; owned by the running worker */
+
+    /* Timed parks (task.c).  timer is armed only while the task waits
+     * with a deadline.  tlock, a spin lock, orders the worker's "publish
+     * PARKED" against the timer's "time is up"; fired is guarded by it. */
+    chan__timer_t timer;
+    _Atomic int tlock;
+    int fired;                    /* the timer ran for this wait; tlock */
+    int timed;                    /* this park has a deadline; the task's */
+
+#ifdef CHAN_ASAN
+    void *asan_fake;              /* ASan's fake stack while switched out */
+#endif
+#ifdef CHAN_TSAN
+    void *tsan_fiber;             /* TSan's fiber: the one of its stack */
+#endif
+};
+
+struct chan__worker {
+    chan__ctx_t ctx;              /* the worker loop while a task runs */
+    chan_sched_t *sched;          /* immutable */
+    chan__task_t *current;        /* the running task; worker thread only */
+    int after;                    /* enum chan__after; set by the task */
+    unsigned id;                  /* index in sched->workers; immutable */
+    pthread_t thread;
+    int started;                  /* thread was created; for cleanup */
+
+    /* Local run queue: ring[head % CHAN_RING] .. ring[(tail-1) % ...],
+     * oldest first, plus runnext.  mu guards all of them; len is the
+     * number of tasks in ring and runnext together, written under mu and
+     * read without it to skip empty victims. */
+    pthread_mutex_t mu;
+    chan__task_t *ring[CHAN_RING];
+    unsigned head, tail;
+    chan__task_t *runnext;
+    _Atomic unsigned len;
+
+    unsigned tick;                /* schedules so far; worker thread only */
+    unsigned runnext_streak;      /* run-next picks in a row; worker only */
+    uint32_t rng;                 /* victim choice; worker thread only */
+    chan__stack_cache_t stacks;   /* worker thread only */
+
+#ifdef CHAN_ASAN
+    void *asan_fake;
+    const void *asan_bottom;      /* the worker thread's own stack */
+    size_t asan_size;
+#endif
+#ifdef CHAN_TSAN
+    void *tsan_fiber;             /* the worker thread's own fiber */
+#endif
+};
+
+struct chan_sched {
+    chan__worker_t *workers;      /* nworkers of them; immutable */
+    unsigned nworkers;
+    size_t stack_size;            /* usable bytes per stack, whole pages */
+
+    /* Global queue, FIFO through task->next.  glen mirrors its length
+     * (written under gmu) for lock-free emptiness checks. */
+    pthread_mutex_t gmu;
+    chan__task_t *ghead, *gtail;
+    _Atomic size_t glen;
+
+    /* Idle workers.  A sleeper waits for a token; a waker adds one (at
+     * most one per idle worker) and signals. */
+    pthread_mutex_t idle_mu;
+    pthread_cond_t idle_cv;
+    unsigned tokens;              /* idle_mu */
+    int stop;                     /* idle_mu: chan_sched_free is done */
+    /* Workers registered as idle (low 32 bits) and workers spinning,
+     * looking for work (high 32 bits): one word, so that a worker moves
+     * from spinning to idle in one step and an adder reads both at once
+     * with one read-modify-write (sched.c, "No lost wakeups"). */
+    _Atomic uint64_t idle_word;
+
+    /* Live tasks (started, not finished), and chan_sched_wait's sleep. */
+    _Atomic size_t ntasks;
+    pthread_mutex_t done_mu;
+    pthread_cond_t done_cv;
+
+    pthread_mutex_t stack_mu;
+    chan__stack_cache_t stacks;   /* stack_mu */
+};
+
+/* ---------------------------------------------------------------- sched.c */
+
+/*
+ * chan__worker_self - the worker running the calling thread, or NULL.
+ * Never inlined, and never to be kept across a switch: a task may resume
+ * on another worker (see the comment at its definition).
+ */
+CHAN_INTERNAL chan__worker_t *chan__worker_self(void);
+
+/*
+ * chan__sched_ready - make t runnable (it is not on any queue).  From a
+ * task of t's scheduler, t goes to the run-next slot; from anywhere else,
+ * to the global queue.  May be called holding the timer heap lock.
+ */
+CHAN_INTERNAL void chan__sched_ready(chan__task_t *t);
+
+/* chan__sched_spawn - queue a new task t of s (from chan_go). */
+CHAN_INTERNAL void chan__sched_spawn(chan_sched_t *s, chan__task_t *t);
+
+/* chan__sched_push_local - put t at the tail of w's local queue.  Called
+ * by w's own thread. */
+CHAN_INTERNAL void chan__sched_push_local(chan__worker_t *w, chan__task_t *t);
+
+/* chan__sched_push_global - put t at the tail of s's global queue and wake
+ * a worker. */
+CHAN_INTERNAL void chan__sched_push_global(chan_sched_t *s, chan__task_t *t);
+
+/* ---------------------------------------------------------------- task.c */
+
+/*
+ * chan__task_run - run t on w until it switches back, then do what it
+ * asked.  Returns a task to run at once (t itself, when a park found the
+ * wakeup already there), or NULL.  Called by w's thread only.
+ */
+CHAN_INTERNAL chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t);
+
+/* chan__task_worker_init - per-thread setup of a worker (sanitizers). */
+CHAN_INTERNAL void chan__task_worker_init(chan__worker_t *w);
+
+/* The park hook installed for tasks (park.h). */
+CHAN_INTERNAL chan__parker_t *chan__task_parker(void);
+
+#endif /* CHAN_SCHED_SCHED_H */

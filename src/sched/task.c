@@ -1,0 +1,414 @@
+/*
+ * task.c - tasks: starting one (chan_go), switching between a task and its
+ * worker, parking and waking (the task side of park.h), yielding,
+ * sleeping, finishing.
+ *
+ * Parking without a race.  A task that must wait does not publish that it
+ * sleeps: it leaves CHAN_AFTER_PARK in its worker and switches to the
+ * worker's context.  Only there, once every register of the task is saved,
+ * does the worker move the parker EMPTY -> PARKED.  If that CAS fails, a
+ * waker has already set NOTIFIED (park.h's fast path), so the worker runs
+ * the task again at once.  If it succeeds, the task belongs to its future
+ * waker, which moves PARKED -> NOTIFIED and makes it runnable, and the
+ * worker never touches it again.  So a task is never resumed while it is
+ * still being saved, and it is made runnable exactly once per park.
+ *
+ * Timed parks.  The task arms its timer (timer.h) before switching out.
+ * When the timer fires it sets fired and moves PARKED -> EMPTY ("time is
+ * up, nobody notified you") and makes the task runnable; a waker moves
+ * PARKED -> NOTIFIED instead.  Both are CASes from PARKED, so exactly one
+ * of them makes the task runnable.  The timer may fire before the worker
+ * has published PARKED; then its CAS fails, and the worker must see fired.
+ * t->tlock, a spin lock around "set fired, try the CAS" (timer) and
+ * "publish PARKED, read fired" (worker), makes one of them see the other.
+ * After a timeout the state is EMPTY, so a late waker takes the lock-free
+ * path of chan__unpark (EMPTY -> NOTIFIED) and the task finds NOTIFIED on
+ * its next wait, as park.h requires (the wait returns 0 without switching).
+ *
+ * Lifetimes.  When the resumed task leaves a timed park it cancels its
+ * timer (which waits out a fire() in progress) and takes and drops tlock
+ * (which waits out the old worker's critical section, which can still be
+ * running when a waker has already resumed the task elsewhere).  Only then
+ * may the task go on, and eventually finish and be freed.
+ *
+ * Thread-local data.  A task can resume on a different thread after any
+ * switch, so the worker is looked up again after every switch through
+ * chan__worker_self() and never kept in a local across one.
+ */
+#include "internal.h"
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#ifdef CHAN_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef CHAN_TSAN
+/* Declared here: older sanitizer headers lack the fiber calls. */
+void *__tsan_get_current_fiber(void);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+
+#include "clock.h"
+#include "park.h"
+#include "sched/sched.h"
+#include "timer.h"
+#include "waitq.h"
+
+/* ---------------------------------------------------------------- tlock */
+
+static void tlock_acquire(_Atomic int *l)
+{
+    for (unsigned i = 0;; i++) {
+        int free_ = 0;
+        if (atomic_compare_exchange_weak_explicit(l, &free_, 1,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+        /* The holder runs a few instructions, unless it was preempted. */
+        if (i < 64)
+            chan__cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+static void tlock_release(_Atomic int *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
+/* ---------------------------------------------------------------- switch */
+
+/* Worker side: run t until it switches back. */
+static void switch_to_task(chan__worker_t *w, chan__task_t *t)
+{
+#ifdef CHAN_ASAN
+    __sanitizer_start_switch_fiber(&w->asan_fake, t->stack,
+                                   w->sched->stack_size - CHAN_STACK_RESERVED);
+#endif
+#ifdef CHAN_TSAN
+    __tsan_switch_to_fiber(t->tsan_fiber, 0);
+#endif
+    chan__ctx_switch(&w->ctx, &t->ctx);
+#ifdef CHAN_ASAN
+    __sanitizer_finish_switch_fiber(w->asan_fake, NULL, NULL);
+#endif
+}
+
+/*
+ * Task side: hand t back to its worker, asking for after.  Returns when
+ * some worker resumes t (never for CHAN_AFTER_EXIT).  The worker pointer
+ * is dead after the switch.
+ */
+static void switch_to_worker(chan__task_t *t, int after)
+{
+    chan__worker_t *w = chan__worker_self();
+    w->after = after;
+#ifdef CHAN_ASAN
+    /* NULL for a finished task: its fake stack frames are freed. */
+    __sanitizer_start_switch_fiber(after == CHAN_AFTER_EXIT ? NULL
+                                                            : &t->asan_fake,
+                                   w->asan_bottom, w->asan_size);
+#endif
+#ifdef CHAN_TSAN
+    __tsan_switch_to_fiber(w->tsan_fiber, 0);
+#endif
+    chan__ctx_switch(&t->ctx, &w->ctx);
+#ifdef CHAN_ASAN
+    __sanitizer_finish_switch_fiber(t->asan_fake, NULL, NULL);
+#endif
+}
+
+/* The first frame of every task. */
+static void task_main(void *arg)
+{
+    chan__task_t *t = arg;
+#ifdef CHAN_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    t->fn(t->arg);
+    switch_to_worker(t, CHAN_AFTER_EXIT);
+    chan__assert(!"a finished task was resumed");
+}
+
+void chan__task_worker_init(chan__worker_t *w)
+{
+#ifdef CHAN_ASAN
+    pthread_attr_t attr;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &lo, &size);
+        pthread_attr_destroy(&attr);
+    }
+    w->asan_bottom = lo;
+    w->asan_size = size;
+#endif
+#ifdef CHAN_TSAN
+    w->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    (void)w;
+}
+
+/* ---------------------------------------------------------------- stacks */
+
+static void *stack_get(chan__worker_t *w)
+{
+    chan_sched_t *s = w->sched;
+    void *lo = chan__stack_get(&w->stacks, s->stack_size);
+    if (lo)
+        return lo;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    lo = chan__stack_get(&s->stacks, s->stack_size);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    if (lo)
+        return lo;
+    return chan__stack_new(s->stack_size);
+}
+
+static void stack_put(chan__worker_t *w, void *lo)
+{
+    chan_sched_t *s = w->sched;
+    if (chan__stack_put(&w->stacks, lo, s->stack_size))
+        return;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    int kept = chan__stack_put(&s->stacks, lo, s->stack_size);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    if (!kept)
+        chan__stack_free(lo, s->stack_size);
+}
+
+/* ---------------------------------------------------------------- park */
+
+static void task_timeout(chan__timer_t *timer, int64_t now)
+{
+    (void)now;
+    chan__task_t *t = chan__container_of(timer, chan__task_t, timer);
+    tlock_acquire(&t->tlock);
+    t->fired = 1;
+    int s = CHAN_PARK_PARKED;
+    int won = atomic_compare_exchange_strong_explicit(
+        &t->parker.state, &s, CHAN_PARK_EMPTY, memory_order_acq_rel,
+        memory_order_acquire);
+    tlock_release(&t->tlock);
+    if (won)
+        chan__sched_ready(t);
+}
+
+/*
+ * Worker side of a park (see the top of the file).  Returns 1 if the task
+ * must run again at once, 0 if it now belongs to its waker or its timer.
+ */
+static int park_commit(chan__task_t *t)
+{
+    int s = CHAN_PARK_EMPTY;
+    if (!t->timed)
+        /* Failure means NOTIFIED: the wakeup came while switching out.
+         * acq_rel: on success, release publishes the saved context to the
+         * waker that will make the task runnable. */
+        return !atomic_compare_exchange_strong_explicit(
+            &t->parker.state, &s, CHAN_PARK_PARKED, memory_order_acq_rel,
+            memory_order_acquire);
+    int rerun;
+    tlock_acquire(&t->tlock);
+    if (!atomic_compare_exchange_strong_explicit(
+            &t->parker.state, &s, CHAN_PARK_PARKED, memory_order_acq_rel,
+            memory_order_acquire)) {
+        rerun = 1;
+    } else if (t->fired) {
+        /* The timer came first and found EMPTY: the timeout is ours to
+         * deliver, unless a waker got in between. */
+        s = CHAN_PARK_PARKED;
+        rerun = atomic_compare_exchange_strong_explicit(
+            &t->parker.state, &s, CHAN_PARK_EMPTY, memory_order_acq_rel,
+            memory_order_acquire);
+    } else {
+        rerun = 0;
+    }
+    tlock_release(&t->tlock);
+    return rerun;
+}
+
+static int task_wait(chan__parker_t *p, int64_t deadline)
+{
+    chan__task_t *t = chan__container_of(p, chan__task_t, parker);
+    for (;;) {
+        if (atomic_load_explicit(&p->state, memory_order_acquire) ==
+            CHAN_PARK_NOTIFIED)
+            return 0;
+        int timed = deadline != CHAN_NO_DEADLINE;
+        if (timed) {
+            if (chan__now() >= deadline)
+                return -ETIMEDOUT;
+            /* The timer is off the heap (cancelled below, or never
+             * started), so nothing else reads these fields now. */
+            t->fired = 0;
+            t->timer.when = deadline;
+            t->timer.period = 0;
+            t->timer.fire = task_timeout;
+            if (chan__timer_start(&t->timer) < 0) {
+                /* No memory for the heap: poll instead of failing. */
+                switch_to_worker(t, CHAN_AFTER_YIELD);
+                continue;
+            }
+        }
+        t->timed = timed;
+        switch_to_worker(t, CHAN_AFTER_PARK);
+        if (timed) {
+            chan__timer_cancel(&t->timer);
+            tlock_acquire(&t->tlock);
+            tlock_release(&t->tlock);
+        }
+        /* Resumed with NOTIFIED, or with EMPTY after the timer fired. */
+    }
+}
+
+static void task_wake(chan__parker_t *p)
+{
+    chan__task_t *t = chan__container_of(p, chan__task_t, parker);
+    int s = atomic_load_explicit(&p->state, memory_order_acquire);
+    for (;;) {
+        chan__assert(s != CHAN_PARK_NOTIFIED);
+        /* acq_rel: release publishes what the waker wrote for the task
+         * (the value, the fired case) before the task can see NOTIFIED. */
+        if (atomic_compare_exchange_weak_explicit(&p->state, &s,
+                                                  CHAN_PARK_NOTIFIED,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            /* From PARKED we own the task's wakeup; from EMPTY (its timer
+             * made it runnable already) it finds NOTIFIED by itself. */
+            if (s == CHAN_PARK_PARKED)
+                chan__sched_ready(t);
+            return;
+        }
+    }
+}
+
+static const struct chan__park_ops task_ops = { task_wait, task_wake };
+
+chan__parker_t *chan__task_parker(void)
+{
+    chan__worker_t *w = chan__worker_self();
+    return w && w->current ? &w->current->parker : NULL;
+}
+
+/* ---------------------------------------------------------------- run */
+
+/* Worker side of a task's return: free everything it had. */
+static void task_finish(chan__worker_t *w, chan__task_t *t)
+{
+    chan_sched_t *s = t->sched;
+    stack_put(w, t->stack); /* the TSan fiber stays with the stack */
+    free(t);
+    /* Last: once ntasks is 0, chan_sched_free may proceed (it still joins
+     * this thread before freeing s). */
+    if (atomic_fetch_sub_explicit(&s->ntasks, 1, memory_order_acq_rel) == 1) {
+        chan__check(pthread_mutex_lock(&s->done_mu));
+        chan__check(pthread_cond_broadcast(&s->done_cv));
+        chan__check(pthread_mutex_unlock(&s->done_mu));
+    }
+}
+
+chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
+{
+    if (!t->stack) {
+        t->stack = stack_get(w);
+        if (!t->stack) {
+            /* No memory for a stack now: let running tasks finish and
+             * free theirs, and try again a little later. */
+            chan__sched_push_global(w->sched, t);
+            struct timespec ts = { 0, 1000000 };
+            nanosleep(&ts, NULL);
+            return NULL;
+        }
+        chan__ctx_make(&t->ctx, t->stack,
+                       w->sched->stack_size - CHAN_STACK_RESERVED, task_main,
+                       t);
+#ifdef CHAN_TSAN
+        t->tsan_fiber = chan__stack_fiber(t->stack, w->sched->stack_size);
+#endif
+    }
+    w->current = t;
+    w->after = CHAN_AFTER_NONE;
+    switch_to_task(w, t);
+    w->current = NULL;
+    switch (w->after) {
+    case CHAN_AFTER_YIELD:
+        chan__sched_push_local(w, t);
+        return NULL;
+    case CHAN_AFTER_PARK:
+        return park_commit(t) ? t : NULL;
+    case CHAN_AFTER_EXIT:
+        task_finish(w, t);
+        return NULL;
+    default:
+        chan__assert(!"a task switched back without a reason");
+        return NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- API */
+
+int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    if (!s) {
+        s = chan_sched_current();
+        if (!s)
+            return -EINVAL;
+    }
+    int saved_errno = errno; /* calloc sets it on failure; we do not */
+    chan__task_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        errno = saved_errno;
+        return -ENOMEM;
+    }
+    t->parker.ops = &task_ops;
+    atomic_init(&t->parker.state, CHAN_PARK_EMPTY);
+    atomic_init(&t->tlock, 0);
+    t->sched = s;
+    t->fn = fn;
+    t->arg = arg;
+    /* Counted before it is queued, so chan_sched_wait cannot miss it. */
+    atomic_fetch_add_explicit(&s->ntasks, 1, memory_order_relaxed);
+    chan__sched_spawn(s, t);
+    return 0;
+}
+
+chan_sched_t *chan_sched_current(void)
+{
+    chan__worker_t *w = chan__worker_self();
+    return w && w->current ? w->sched : NULL;
+}
+
+void chan_yield(void)
+{
+    chan__worker_t *w = chan__worker_self();
+    if (!w || !w->current) {
+        sched_yield();
+        return;
+    }
+    switch_to_worker(w->current, CHAN_AFTER_YIELD);
+}
+
+int chan_sleep(int64_t ns)
+{
+    if (ns <= 0)
+        return 0;
+    /* A wait that no channel knows about: only the deadline ends it.  The
+     * same code sleeps a task (parked, its worker free) or a thread. */
+    chan__sel_t sel;
+    chan__sel_init(&sel);
+    int rc = chan__sel_wait(&sel, chan__deadline(ns));
+    chan__assert(rc == -ETIMEDOUT);
+    return 0;
+}
