@@ -1,0 +1,188 @@
+#!/bin/sh
+# shellcheck disable=SC2086 # $progs, $flag and $tmo are split on purpose.
+# compare.sh - libchan against Go channels, on the same machine in the
+# same run ('make bench-compare' calls this).
+#
+#   bench/compare.sh [program ...]     (default: bench/bench_threads)
+#
+# Run it from the top of a configured build tree: a VPATH build directory,
+# or the source directory after ./configure && make.  It brings the C
+# programs up to date with make, builds bench/go/main.go (standard library
+# only, offline) into bench/go-bench, then runs every workload PASSES times,
+# each implementation in turn (libchan, go, go-locked; the order is
+# reversed on every other pass), each run in a process of its own.  The
+# table shows, per workload, the median over the passes of each run's
+# median, and the ratios libchan/go and libchan/go-locked: below 1,
+# libchan is faster.  go-locked locks every goroutine to an OS thread
+# (runtime.LockOSThread), the thread-to-thread counterpart of libchan's
+# thread mode; go is plain goroutines (GOMAXPROCS = number of CPUs).
+#
+# Knobs, from the environment: REPS=3 TARGET=0.3 PASSES=2 WORKLOADS=(all)
+# RING=1000 RING_STACK_KIB=64 IDLE=1 TIMEOUT=300 (as for bench/run.sh),
+# GO=go (the Go command), RESULTS=bench/compare-results.tsv (raw lines,
+# with the pass number in front).  Exit status: 1 if something failed to
+# build or a run failed, else 0.
+#
+# Other libraries: if the shared peer benchmarks are present on this
+# machine (/work/shared/peers), /work/shared/peers/compare.sh prints
+# crossbeam-channel (Rust) numbers with go and libchan beside them; this
+# script does not need them.
+set -u
+
+REPS=${REPS:-3}
+TARGET=${TARGET:-0.3}
+PASSES=${PASSES:-2}
+RING=${RING:-1000}
+RING_STACK_KIB=${RING_STACK_KIB:-64}
+IDLE=${IDLE:-1}
+TIMEOUT=${TIMEOUT:-300}
+GO=${GO:-go}
+RESULTS=${RESULTS:-bench/compare-results.tsv}
+
+srcdir=$(cd "$(dirname "$0")/.." && pwd) || exit 1
+builddir=$(pwd)
+progs="$*"
+[ -n "$progs" ] || progs=bench/bench_threads
+
+die() {
+    echo "compare.sh: $*" >&2
+    exit 1
+}
+
+# ------------------------------------------------------------- build
+if [ -z "${BENCH_BUILT:-}" ]; then
+    [ -f Makefile ] || die "run me from the top of a configured build tree (no Makefile in $builddir)"
+    make -s libchan.la $progs >&2 || die "make failed"
+fi
+for p in $progs; do
+    [ -x "$p" ] || die "$p is not built"
+done
+
+if [ -z "$GO" ] || ! command -v "$GO" >/dev/null 2>&1; then
+    die "Go not found (install it, e.g. apt-get install golang-go, or set GO=/path/to/go)"
+fi
+tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/libchan-compare.XXXXXX") || exit 1
+trap 'rm -rf "$tmpdir"' EXIT INT TERM
+# The Go command needs a writable build cache (under $HOME by default).
+gocache=${GOCACHE:-$(env GOFLAGS= "$GO" env GOCACHE 2>/dev/null)}
+if [ -z "$gocache" ] || [ "$gocache" = off ] || ! mkdir -p "$gocache" 2>/dev/null ||
+    [ ! -w "$gocache" ]; then
+    gocache="$tmpdir/gocache"
+    if [ -z "${HOME:-}" ] || [ ! -w "$HOME" ]; then
+        HOME=$tmpdir
+        export HOME
+    fi
+fi
+mkdir -p bench || exit 1
+gobin="$builddir/bench/go-bench"
+(cd "$srcdir/bench/go" &&
+    env GOCACHE="$gocache" GOFLAGS=-mod=mod GOPROXY=off GO111MODULE=on \
+        CGO_ENABLED=0 "$GO" build -o "$gobin" .) >&2 || die "go build failed"
+
+# --------------------------------------------------------------- run
+tmo=
+command -v timeout >/dev/null 2>&1 && tmo="timeout $TIMEOUT"
+impls=
+for p in $progs; do impls="$impls $p"; done
+impls="$impls $gobin:-locked"
+impls="$impls $gobin"
+rimpls=
+for i in $impls; do rimpls="$i $rimpls"; done
+
+wls=${WORKLOADS:-$(set -- $progs; "$1" -l)}
+ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
+model=$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+echo "== compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $ncpu CPUs${model:+, $model}, $(uname -sr)"
+echo "== $("$GO" version 2>/dev/null | cut -d' ' -f3), GOMAXPROCS=${GOMAXPROCS:-$ncpu}; $(${CC:-cc} --version 2>/dev/null | head -n 1)"
+echo "== reps=$REPS target=${TARGET}s passes=$PASSES ring=$RING idle=${IDLE}s"
+
+: >"$RESULTS" || exit 1
+failed=0
+pass=1
+while [ "$pass" -le "$PASSES" ]; do
+    order=$impls
+    [ $((pass % 2)) -eq 0 ] && order=$rimpls
+    printf '== pass %s/%s:' "$pass" "$PASSES" >&2
+    for wl in $wls; do
+        printf ' %s' "$wl" >&2
+        for i in $order; do
+            cmd=${i%%:*}
+            flag=
+            case $i in *:*) flag=${i#*:} ;; esac
+            out=$($tmo "$cmd" $flag -r "$REPS" -t "$TARGET" -n "$RING" \
+                -s "$RING_STACK_KIB" -i "$IDLE" "$wl" </dev/null)
+            rc=$?
+            if [ $rc -ne 0 ]; then
+                failed=1
+                printf '(FAILED: %s %s rc=%s)' "$(basename "$cmd")" "$flag" "$rc" >&2
+            fi
+            [ -n "$out" ] && printf '%s\n' "$out" | sed "s/^/$pass	/" >>"$RESULTS"
+        done
+    done
+    echo >&2
+    pass=$((pass + 1))
+done
+
+# ------------------------------------------------------------- table
+# Lines of $RESULTS: pass, impl, workload, unit, median, min, max, reps, n.
+echo
+awk -F'\t' '
+    function fmt(x) {
+        if (x == "") return "-"
+        x += 0
+        return x >= 1e6 ? sprintf("%.3g", x) : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.1f", x))
+    }
+    function median(key,    k, m, i, j, t, a) {
+        m = cnt[key]
+        for (i = 1; i <= m; i++) a[i] = val[key, i]
+        for (i = 2; i <= m; i++)
+            for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+        return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+    }
+    {
+        key = $2 SUBSEP $3
+        val[key, ++cnt[key]] = $5 + 0
+        if (!($3 in seenw)) { seenw[$3] = 1; w[++nw] = $3; unit[$3] = $4 }
+        if (!($2 in seeni)) { seeni[$2] = 1; im[++ni] = $2 }
+    }
+    END {
+        if (nw == 0) { print "no results"; exit }
+        # libchan implementations first, then go and go-locked.
+        nl = 0
+        for (i = 1; i <= ni; i++) if (im[i] ~ /^libchan/) lc[++nl] = im[i]
+        ng = 0
+        if ("go" in seeni) gv[++ng] = "go"
+        if ("go-locked" in seeni) gv[++ng] = "go-locked"
+        hdr = sprintf("%-14s %-9s", "workload", "unit")
+        for (i = 1; i <= nl; i++) hdr = hdr sprintf(" %16s", lc[i])
+        for (j = 1; j <= ng; j++) hdr = hdr sprintf(" %10s", gv[j])
+        for (i = 1; i <= nl; i++) for (j = 1; j <= ng; j++) {
+            short = lc[i]; sub(/^libchan-/, "", short)
+            hdr = hdr sprintf(" %18s", short "/" gv[j])
+        }
+        print hdr
+        for (k = 1; k <= nw; k++) {
+            wl = w[k]
+            line = sprintf("%-14s %-9s", wl, unit[wl])
+            for (i = 1; i <= nl; i++) { m[lc[i]] = (lc[i] SUBSEP wl) in cnt ? median(lc[i] SUBSEP wl) : ""; line = line sprintf(" %16s", fmt(m[lc[i]])) }
+            for (j = 1; j <= ng; j++) { m[gv[j]] = (gv[j] SUBSEP wl) in cnt ? median(gv[j] SUBSEP wl) : ""; line = line sprintf(" %10s", fmt(m[gv[j]])) }
+            for (i = 1; i <= nl; i++) for (j = 1; j <= ng; j++) {
+                a = m[lc[i]]; b = m[gv[j]]
+                if (a == "" || b == "" || b <= 0) { line = line sprintf(" %18s", "-"); continue }
+                r = a / b
+                line = line sprintf(" %18s", r >= 100 ? sprintf("%.0f", r) : (r >= 10 ? sprintf("%.1f", r) : sprintf("%.2f", r)))
+                if (wl !~ /^idle/ && wl != "ring-spawn" && r > 0) { lg[i, j] += log(r); ln[i, j]++ }
+            }
+            print line
+        }
+        print ""
+        print "ratio = libchan median / Go median (median over passes of per-run medians); below 1, libchan is faster"
+        for (i = 1; i <= nl; i++) for (j = 1; j <= ng; j++)
+            if (ln[i, j] > 0)
+                printf "geometric mean of %s/%s over %d workloads (idle and ring-spawn left out): %.2f\n",
+                       lc[i], gv[j], ln[i, j], exp(lg[i, j] / ln[i, j])
+    }' "$RESULTS"
+echo "raw results: $RESULTS"
+
+[ $failed -eq 0 ] || die "some runs failed (see above)"
+exit 0

@@ -1,0 +1,3 @@
+module libchan/bench
+
+go 1.19

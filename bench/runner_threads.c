@@ -1,0 +1,94 @@
+/*
+ * runner_threads.c - the "threads" runner: every body is a pthread of its
+ * own, joined by wait().  Only the main thread calls go() and wait(), so
+ * the list of started threads needs no lock.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "workloads.h"
+
+struct body {
+    void (*fn)(void *);
+    void *arg;
+};
+
+struct threads {
+    size_t n, cap;
+    pthread_t *th;
+    struct body **bodies;
+};
+
+static void *trampoline(void *p)
+{
+    struct body b = *(struct body *)p;
+    b.fn(b.arg);
+    return NULL;
+}
+
+static int threads_go(struct bench_runner *r, void (*fn)(void *), void *arg,
+                      size_t stack_hint)
+{
+    struct threads *t = r->impl_data;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        pthread_t *th = realloc(t->th, cap * sizeof *th);
+        if (!th)
+            return -ENOMEM;
+        t->th = th;
+        struct body **bodies = realloc(t->bodies, cap * sizeof *bodies);
+        if (!bodies)
+            return -ENOMEM;
+        t->bodies = bodies;
+        t->cap = cap;
+    }
+    struct body *b = malloc(sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->fn = fn;
+    b->arg = arg;
+
+    pthread_attr_t at;
+    int rc = pthread_attr_init(&at);
+    if (rc == 0 && stack_hint)
+        rc = pthread_attr_setstacksize(&at, stack_hint);
+    if (rc == 0)
+        rc = pthread_create(&t->th[t->n], &at, trampoline, b);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        free(b);
+        return -rc;
+    }
+    t->bodies[t->n++] = b;
+    return 0;
+}
+
+static int threads_wait(struct bench_runner *r)
+{
+    struct threads *t = r->impl_data;
+    int err = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        int rc = pthread_join(t->th[i], NULL);
+        if (rc != 0 && err == 0)
+            err = -rc;
+        free(t->bodies[i]);
+    }
+    t->n = 0;
+    return err;
+}
+
+static struct threads threads_data;
+
+static struct bench_runner threads_runner = {
+    .impl = "libchan-threads",
+    .go = threads_go,
+    .wait = threads_wait,
+    .own_thread = 1,
+    .impl_data = &threads_data,
+};
+
+struct bench_runner *bench_runner_get(void)
+{
+    return &threads_runner;
+}
