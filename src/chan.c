@@ -154,6 +154,20 @@ int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
     return 0;
 }
 
+int chan__watch(chan_t *ch, int is_send)
+{
+    for (int i = 0; i < CHAN_WATCH_POLLS; i++) {
+        /* Relaxed loads: a hint only.  The caller relocks and decides. */
+        size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
+        if (is_send ? len < ch->cap : len > 0)
+            return 1;
+        if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
+            return 1;
+        chan__cpu_relax();
+    }
+    return 0;
+}
+
 /*
  * One send or receive with a deadline; timeout_ns as in the contract.
  * Returns 0, -EPIPE, -EAGAIN (timeout_ns == 0) or -ETIMEDOUT.
@@ -175,6 +189,25 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         return -EAGAIN;
     }
     int64_t deadline = chan__deadline(timeout_ns);
+
+    /* A buffered channel that a plain thread would wait on: watch it for a
+     * moment first (see chan__watch).  Whatever the watch saw, try again
+     * once relocked: the channel may have changed while it was unlocked,
+     * and queueing a receiver beside buffered values (or a sender beside
+     * free room) would break the invariants of chan_impl.h. */
+    if (ch->cap > 1 && !chan__park_self()->ops) {
+        chan__unlock(&ch->lock);
+        (void)chan__watch(ch, is_send);
+        chan__lock(&ch->lock);
+        rc = is_send ? chan__send_now(ch, elem, &wake)
+                     : chan__recv_now(ch, elem, &wake);
+        if (rc != 0) {
+            chan__unlock(&ch->lock);
+            if (wake)
+                chan__unpark(wake);
+            return rc < 0 ? rc : 0;
+        }
+    }
 
     chan__sel_t sel;
     chan__waiter_t w = { .elem = elem, .index = 0 };

@@ -83,4 +83,28 @@ CHAN_INTERNAL int chan__send_now(chan_t *ch, const void *elem,
 CHAN_INTERNAL int chan__recv_now(chan_t *ch, void *elem,
                                  chan__parker_t **wake);
 
+/*
+ * Polls of chan__watch() before giving up: with a CPU pause each (tens of
+ * ns on current x86), a few microseconds, about a peer's turnaround.
+ */
+#define CHAN_WATCH_POLLS 64
+
+/*
+ * chan__watch - watch a buffered channel, without its lock, for a moment
+ * before queueing a waiter on it.  Returns 1 as soon as the operation looks
+ * possible (room to send, a value to receive, or closed), 0 if it still
+ * does not after CHAN_WATCH_POLLS polls.  Called without ch->lock, by plain
+ * threads only (a task must not spin: its peer may be waiting for the same
+ * worker).
+ *
+ * Why: a thread that queues a waiter on an empty buffered channel turns
+ * every later send into a hand-off (claim, copy, unpark) and keeps the
+ * buffer from ever batching; watching lets a fast producer simply append,
+ * and the consumer then drains several values per lock.  Only channels
+ * with a capacity of two or more are watched: readiness of an unbuffered
+ * channel is a waiting peer, invisible without the lock, and a buffer of
+ * one cannot batch, so there the direct hand-off is cheaper.
+ */
+CHAN_INTERNAL int chan__watch(chan_t *ch, int is_send);
+
 #endif /* CHAN_IMPL_H */

@@ -142,10 +142,44 @@ static int wait_nothing(int64_t timeout_ns)
     return rc;
 }
 
-static int select_locked(chan_case_t *cases, struct scratch *s, size_t n,
-                         int64_t timeout_ns)
+/* Whether any case is on a channel with a buffer of two or more, the only
+ * kind worth watching (chan__watch in chan_impl.h). */
+static int any_buffered(chan_case_t *cases, const struct scratch *s, size_t n)
 {
-    /* Pass 1: the first ready case in poll order. */
+    for (size_t i = 0; i < n; i++)
+        if (cases[s->poll[i]].ch->cap > 1)
+            return 1;
+    return 0;
+}
+
+/*
+ * The select form of chan__watch (chan_impl.h): called without locks, by a
+ * plain thread about to queue waiters.  Returns 1 as soon as one of the
+ * buffered cases looks ready, 0 after CHAN_WATCH_POLLS rounds.
+ */
+static int watch_any(chan_case_t *cases, const struct scratch *s, size_t n)
+{
+    for (int round = 0; round < CHAN_WATCH_POLLS; round++) {
+        for (size_t i = 0; i < n; i++) {
+            chan_t *ch = cases[s->poll[i]].ch;
+            if (ch->cap <= 1)
+                continue;
+            /* Relaxed: a hint; pass 1 decides under the locks. */
+            size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
+            if (cases[s->poll[i]].op == CHAN_SEND ? len < ch->cap : len > 0)
+                return 1;
+            if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
+                return 1;
+        }
+        chan__cpu_relax();
+    }
+    return 0;
+}
+
+/* Pass 1: performs the first ready case in poll order and returns its
+ * index, having unlocked everything; -1 (still locked) if none is ready. */
+static int poll_cases(chan_case_t *cases, struct scratch *s, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         chan_case_t *c = &cases[s->poll[i]];
         chan__parker_t *wake = NULL;
@@ -158,6 +192,26 @@ static int select_locked(chan_case_t *cases, struct scratch *s, size_t n,
             c->result = rc < 0 ? rc : 0;
             return s->poll[i];
         }
+    }
+    return -1;
+}
+
+static int select_locked(chan_case_t *cases, struct scratch *s, size_t n,
+                         int64_t timeout_ns)
+{
+    int ready_case = poll_cases(cases, s, n);
+    if (ready_case >= 0)
+        return ready_case;
+    if (timeout_ns != 0 && !chan__park_self()->ops &&
+        any_buffered(cases, s, n)) {
+        /* A plain thread: watch the buffered cases for a moment before
+         * queueing (chan__watch explains why), then poll again whatever
+         * the watch saw: the channels were unlocked meanwhile. */
+        unlock_all(cases, s->lock, n);
+        (void)watch_any(cases, s, n);
+        lock_all(cases, s->lock, n);
+        if ((ready_case = poll_cases(cases, s, n)) >= 0)
+            return ready_case;
     }
     if (timeout_ns == 0) {
         unlock_all(cases, s->lock, n);

@@ -189,6 +189,49 @@ Test(stress, producers_consumers_buffered)
     run_producers_consumers(64);
 }
 
+/*
+ * One producer, one consumer, exact order: with a single sender every
+ * value must arrive in the order sent.  A plain-thread waiter first
+ * watches a buffered channel without its lock, so this races the buffer,
+ * the watch and the wait queues against each other at several capacities;
+ * a waiter queued beside buffered values would be handed a later value
+ * before the buffered ones.
+ */
+struct spsc {
+    chan_t *ch;
+    uint32_t n;
+};
+
+static void *spsc_producer(void *arg)
+{
+    struct spsc *sp = arg;
+    for (uint32_t v = 0; v < sp->n; v++)
+        cr_assert_eq(chan_send(sp->ch, &v), 0);
+    cr_assert_eq(chan_close(sp->ch), 0);
+    return NULL;
+}
+
+Test(stress, single_producer_order_is_kept)
+{
+    static const size_t caps[] = { 1, 4, 1024 };
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+        struct spsc sp = { chan_make(sizeof(uint32_t), caps[k]),
+                           (uint32_t)test_scaled(200000, 1000) };
+        cr_assert_not_null(sp.ch);
+        pthread_t t = test_thread_start(spsc_producer, &sp);
+        uint32_t v, want = 0;
+        while (chan_recv(sp.ch, &v) == 0) {
+            cr_assert_eq(v, want, "capacity %zu: got %u, want %u", caps[k],
+                         v, want);
+            want++;
+        }
+        cr_assert_eq(want, sp.n, "capacity %zu: %u of %u arrived", caps[k],
+                     want, sp.n);
+        test_thread_join(t);
+        chan_release(sp.ch);
+    }
+}
+
 Test(stress, producers_consumers_unbuffered)
 {
     run_producers_consumers(0);
