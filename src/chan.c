@@ -169,21 +169,34 @@ int chan__watch(chan_t *ch, int is_send)
 }
 
 /*
+ * Tries the operation now.  Called with ch->lock held.  If it completes
+ * (or the channel is closed), unlocks, wakes the peer it served and returns
+ * 1 with the result in *rc; otherwise returns 0 with the lock still held.
+ */
+static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
+{
+    chan__parker_t *wake = NULL;
+    int r = is_send ? chan__send_now(ch, elem, &wake)
+                    : chan__recv_now(ch, elem, &wake);
+    if (r == 0)
+        return 0;
+    chan__unlock(&ch->lock);
+    if (wake)
+        chan__unpark(wake);
+    *rc = r < 0 ? r : 0;
+    return 1;
+}
+
+/*
  * One send or receive with a deadline; timeout_ns as in the contract.
  * Returns 0, -EPIPE, -EAGAIN (timeout_ns == 0) or -ETIMEDOUT.
  */
 static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 {
-    chan__parker_t *wake = NULL;
+    int rc;
     chan__lock(&ch->lock);
-    int rc = is_send ? chan__send_now(ch, elem, &wake)
-                     : chan__recv_now(ch, elem, &wake);
-    if (rc != 0) {
-        chan__unlock(&ch->lock);
-        if (wake)
-            chan__unpark(wake);
-        return rc < 0 ? rc : 0;
-    }
+    if (attempt(ch, is_send, elem, &rc))
+        return rc;
     if (timeout_ns == 0) {
         chan__unlock(&ch->lock);
         return -EAGAIN;
@@ -199,14 +212,8 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         chan__unlock(&ch->lock);
         (void)chan__watch(ch, is_send);
         chan__lock(&ch->lock);
-        rc = is_send ? chan__send_now(ch, elem, &wake)
-                     : chan__recv_now(ch, elem, &wake);
-        if (rc != 0) {
-            chan__unlock(&ch->lock);
-            if (wake)
-                chan__unpark(wake);
-            return rc < 0 ? rc : 0;
-        }
+        if (attempt(ch, is_send, elem, &rc))
+            return rc;
     }
 
     chan__sel_t sel;
