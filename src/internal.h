@@ -60,6 +60,12 @@
 /* Size of a cache line, for keeping hot fields of different writers apart. */
 #define CHAN_CACHELINE 64
 
+/*
+ * chan__thread_start_quiet - start fn(arg) on a detached thread with every
+ * signal blocked (thread.c).  Returns 0 or -ENOMEM.
+ */
+CHAN_INTERNAL int chan__thread_start_quiet(void *(*fn)(void *), void *arg);
+
 #define chan__container_of(ptr, type, member)                                 \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 

@@ -186,22 +186,10 @@ static int relay_start(void)
     }
     if (relay_started)
         return 0;
-    pthread_attr_t attr;
-    pthread_t tid;
-    sigset_t all, old;
-    if (pthread_attr_init(&attr) != 0)
-        return -ENOMEM;
-    chan__check(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
-    /* The relay inherits the mask of its creator: block everything for
-     * the create, then restore the caller's own mask. */
-    sigfillset(&all);
-    chan__check(pthread_sigmask(SIG_SETMASK, &all, &old));
-    int e = pthread_create(&tid, &attr, relay_thread,
-                           (void *)(intptr_t)pipe_rd);
-    chan__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
-    pthread_attr_destroy(&attr);
-    if (e != 0)
-        return -ENOMEM;
+    int rc = chan__thread_start_quiet(relay_thread,
+                                      (void *)(intptr_t)pipe_rd);
+    if (rc < 0)
+        return rc;
     relay_started = 1;
     return 0;
 }

@@ -206,21 +206,9 @@ static void init_once(void)
  * held.  Returns 0 or -ENOMEM. */
 static int start_thread(void)
 {
-    pthread_attr_t attr;
-    pthread_t tid;
-    sigset_t all, old;
-    if (pthread_attr_init(&attr) != 0)
-        return -ENOMEM;
-    chan__check(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
-    sigfillset(&all);
-    /* The new thread inherits the creator's mask: block everything for
-     * the create, then restore the caller's own mask. */
-    chan__check(pthread_sigmask(SIG_SETMASK, &all, &old));
-    int e = pthread_create(&tid, &attr, timer_thread, NULL);
-    chan__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
-    pthread_attr_destroy(&attr);
-    if (e != 0)
-        return -ENOMEM;
+    int rc = chan__thread_start_quiet(timer_thread, NULL);
+    if (rc < 0)
+        return rc;
     started = 1;
     return 0;
 }
