@@ -39,6 +39,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sched/sched.h"
@@ -63,6 +64,13 @@ enum {
      * between rounds this is some tens of microseconds. */
     SPIN_ROUNDS = 32,
     SPIN_PAUSES = 32,
+    /* After those rounds a worker stays spinning while other workers have
+     * queued tasks, looking again after each nap of this many ns (plus the
+     * kernel's timer slack, 50 us by default). */
+    SPIN_NAP_NS = 20000,
+    /* While tasks wait for stacks, an idle worker tries one of them
+     * again this often (milliseconds). */
+    STACK_RETRY_MS = 10,
     /* Stacks cached per worker, and in the shared cache. */
     WORKER_STACKS = 16,
     SHARED_STACKS = 64,
@@ -72,7 +80,8 @@ enum {
     MAX_WORKERS = 4096,
 };
 
-static __thread chan__worker_t *tls_worker;
+/* The running worker, or NULL outside one (CHAN_TLS: initial-exec). */
+static CHAN_TLS chan__worker_t *tls_worker;
 
 /*
  * noinline (and noclone): the compiler may compute the address of a
@@ -93,6 +102,9 @@ chan__worker_t *chan__worker_self(void)
 }
 
 /* ---------------------------------------------------------------- waking */
+
+/* worker->len: the ring's length, plus this if run-next is taken. */
+#define LEN_NEXT (1u << 16)
 
 /* The two halves of sched->idle_word. */
 #define IDLE_ONE ((uint64_t)1)
@@ -119,6 +131,39 @@ static void notify(chan_sched_t *s)
 }
 
 /* ---------------------------------------------------------------- queues */
+
+/*
+ * A worker's run-queue lock: a spin lock, since it is held for a few
+ * loads and stores (a steal: up to half a ring), and taking and dropping
+ * it costs one atomic read-modify-write where a mutex costs two and two
+ * calls.  A waiter whose holder was preempted yields its CPU.
+ */
+static void qlock(chan__worker_t *w)
+{
+    for (unsigned i = 0;; i++) {
+        if (!atomic_exchange_explicit(&w->mu, 1, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(&w->mu, memory_order_relaxed)) {
+            if (++i < 64)
+                chan__cpu_relax();
+            else
+                sched_yield();
+        }
+    }
+}
+
+static void qunlock(chan__worker_t *w)
+{
+    atomic_store_explicit(&w->mu, 0, memory_order_release);
+}
+
+/* Updates w->len after a change of w's queue; under w's lock. */
+static void set_len(chan__worker_t *w)
+{
+    atomic_store_explicit(&w->len,
+                          (w->tail - w->head) + (w->runnext ? LEN_NEXT : 0),
+                          memory_order_relaxed);
+}
 
 /* Appends the chain first..last (n tasks) to the global queue. */
 static void global_append(chan_sched_t *s, chan__task_t *first,
@@ -152,16 +197,12 @@ static void local_put(chan__worker_t *w, chan__task_t *t, int next, int wake)
 {
     chan__task_t *first = NULL, *last = NULL;
     size_t moved = 0;
-    chan__check(pthread_mutex_lock(&w->mu));
+    qlock(w);
     if (next) {
         chan__task_t *old = w->runnext;
         w->runnext = t;
+        w->next_seq++;
         t = old;
-        if (!t)
-            atomic_store_explicit(&w->len,
-                                  atomic_load_explicit(&w->len,
-                                                       memory_order_relaxed) + 1,
-                                  memory_order_relaxed);
     }
     if (t) {
         if (w->tail - w->head == CHAN_RING) {
@@ -176,13 +217,9 @@ static void local_put(chan__worker_t *w, chan__task_t *t, int next, int wake)
             }
         }
         w->ring[w->tail++ % CHAN_RING] = t;
-        atomic_store_explicit(&w->len,
-                              atomic_load_explicit(&w->len,
-                                                   memory_order_relaxed) + 1 -
-                                  (unsigned)moved,
-                              memory_order_relaxed);
     }
-    chan__check(pthread_mutex_unlock(&w->mu));
+    set_len(w);
+    qunlock(w);
     if (moved)
         global_append(w->sched, first, last, moved);
     if (wake)
@@ -220,7 +257,7 @@ static chan__task_t *pop_local(chan__worker_t *w)
     if (atomic_load_explicit(&w->len, memory_order_relaxed) == 0)
         return NULL;
     chan__task_t *t = NULL;
-    chan__check(pthread_mutex_lock(&w->mu));
+    qlock(w);
     if (w->runnext &&
         (w->runnext_streak < RUNNEXT_MAX || w->head == w->tail)) {
         t = w->runnext;
@@ -231,11 +268,8 @@ static chan__task_t *pop_local(chan__worker_t *w)
         w->runnext_streak = 0;
     }
     if (t)
-        atomic_store_explicit(&w->len,
-                              atomic_load_explicit(&w->len,
-                                                   memory_order_relaxed) - 1,
-                              memory_order_relaxed);
-    chan__check(pthread_mutex_unlock(&w->mu));
+        set_len(w);
+    qunlock(w);
     return t;
 }
 
@@ -294,10 +328,13 @@ static chan__task_t *steal(chan__worker_t *w, int take_next)
     unsigned start = (w->rng >> 8) % s->nworkers;
     for (unsigned i = 0; i < s->nworkers; i++) {
         chan__worker_t *v = &s->workers[(start + i) % s->nworkers];
-        if (v == w || atomic_load_explicit(&v->len, memory_order_relaxed) == 0)
+        /* Without take_next a victim with only a run-next task is left
+         * alone, and its lock too. */
+        unsigned len = atomic_load_explicit(&v->len, memory_order_relaxed);
+        if (v == w || len == 0 || (!take_next && len == LEN_NEXT))
             continue;
         unsigned k = 0;
-        chan__check(pthread_mutex_lock(&v->mu));
+        qlock(v);
         unsigned n = v->tail - v->head;
         k = n - n / 2;
         for (unsigned j = 0; j < k; j++)
@@ -306,16 +343,59 @@ static chan__task_t *steal(chan__worker_t *w, int take_next)
             batch[k++] = v->runnext;
             v->runnext = NULL;
         }
-        atomic_store_explicit(&v->len,
-                              atomic_load_explicit(&v->len,
-                                                   memory_order_relaxed) - k,
-                              memory_order_relaxed);
-        chan__check(pthread_mutex_unlock(&v->mu));
+        if (k)
+            set_len(v);
+        qunlock(v);
         if (k == 0)
             continue;
         for (unsigned j = 1; j < k; j++)
             local_put(w, batch[j], 0, 0);
         return batch[0];
+    }
+    return NULL;
+}
+
+/* 1 if the global queue or another worker's queue holds a task. */
+static int others_busy(chan__worker_t *w)
+{
+    chan_sched_t *s = w->sched;
+    if (atomic_load_explicit(&s->glen, memory_order_relaxed) != 0)
+        return 1;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (&s->workers[i] != w &&
+            atomic_load_explicit(&s->workers[i].len, memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
+/*
+ * Takes the run-next task of a worker with nothing else queued if it was
+ * put there before a thief's previous look, a nap ago (no run-next put
+ * since): that worker has been busy with one task all that time.  (A
+ * fresh run-next task is left alone: its worker usually runs it within
+ * microseconds, on a warm cache.)
+ */
+static chan__task_t *steal_stale_next(chan__worker_t *w)
+{
+    chan_sched_t *s = w->sched;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        chan__worker_t *v = &s->workers[i];
+        if (v == w ||
+            atomic_load_explicit(&v->len, memory_order_relaxed) != LEN_NEXT)
+            continue;
+        chan__task_t *t = NULL;
+        qlock(v);
+        if (v->runnext && v->head == v->tail) {
+            if (v->next_seq == v->seen_seq) {
+                t = v->runnext;
+                v->runnext = NULL;
+                set_len(v);
+            }
+            v->seen_seq = v->next_seq;
+        }
+        qunlock(v);
+        if (t)
+            return t;
     }
     return NULL;
 }
@@ -356,18 +436,30 @@ static chan__task_t *idle(chan__worker_t *w)
     for (;;) {
         atomic_fetch_add_explicit(&s->idle_word, SPIN_ONE,
                                   memory_order_seq_cst);
-        for (int i = 0; i < SPIN_ROUNDS; i++) {
-            chan__task_t *t = find_work(w, i == SPIN_ROUNDS - 1);
+        for (int i = 0;; i++) {
+            chan__task_t *t = find_work(w, 0);
+            if (!t && i >= SPIN_ROUNDS)
+                t = steal_stale_next(w);
             if (t) {
                 stop_spinning(s);
                 return t;
             }
-            if (i % 8 == 7) {
-                sched_yield();
-            } else {
-                for (int j = 0; j < SPIN_PAUSES; j++)
-                    chan__cpu_relax();
+            if (i < SPIN_ROUNDS) {
+                if (i % 8 == 7) {
+                    sched_yield();
+                } else {
+                    for (int j = 0; j < SPIN_PAUSES; j++)
+                        chan__cpu_relax();
+                }
+                continue;
             }
+            /* Others are busy: stay a spinner, napping, so that their
+             * wakeups need not wake a sleeper (a system call each). */
+            if (!others_busy(w))
+                break;
+            struct timespec nap = { 0, SPIN_NAP_NS };
+            nanosleep(&nap, NULL);
+            i = SPIN_ROUNDS; /* (no overflow however long it naps) */
         }
 
         /* Spinning -> idle in one step (unsigned arithmetic wraps), then
@@ -381,16 +473,39 @@ static chan__task_t *idle(chan__worker_t *w)
             return t;
         }
         chan__check(pthread_mutex_lock(&s->idle_mu));
-        while (s->tokens == 0 && !s->stop)
-            chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
-        int stop = s->tokens == 0; /* stop set, nothing left to do */
-        if (!stop)
+        int retry = 0;
+        while (s->tokens == 0 && !s->stop && !retry) {
+            if (atomic_load_explicit(&s->nswait, memory_order_relaxed) == 0) {
+                chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
+                continue;
+            }
+            /* Tasks wait for stacks: try one again now and then, in case
+             * memory came back some other way than a task finishing. */
+            struct timespec ts;
+            chan__check(clock_gettime(CLOCK_MONOTONIC, &ts));
+            ts.tv_nsec += STACK_RETRY_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            int rc = pthread_cond_timedwait(&s->idle_cv, &s->idle_mu, &ts);
+            if (rc == ETIMEDOUT)
+                retry = 1;
+            else
+                chan__check(rc);
+        }
+        int token = s->tokens > 0;
+        if (token)
             s->tokens--;
+        /* stop set, nothing left to do (waiting tasks count in ntasks) */
+        int stop = !token && !retry;
         atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
                                   memory_order_seq_cst);
         chan__check(pthread_mutex_unlock(&s->idle_mu));
         if (stop)
             return NULL;
+        if (!token && (t = chan__task_stack_waiter(s)) != NULL)
+            return t;
     }
 }
 
@@ -419,10 +534,10 @@ static void sched_destroy(chan_sched_t *s)
 {
     for (unsigned i = 0; i < s->nworkers; i++) {
         chan__worker_t *w = &s->workers[i];
-        chan__stack_drain(&w->stacks, s->stack_size);
-        pthread_mutex_destroy(&w->mu);
+        chan__stack_drain(&w->stacks, &s->cold, s->stack_size);
     }
-    chan__stack_drain(&s->stacks, s->stack_size);
+    chan__stack_drain(&s->stacks, &s->cold, s->stack_size);
+    chan__stack_pool_drain(&s->cold, s->stack_size);
     pthread_mutex_destroy(&s->gmu);
     pthread_mutex_destroy(&s->idle_mu);
     pthread_cond_destroy(&s->idle_cv);
@@ -477,7 +592,11 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
     s->stack_size = stack;
     chan__check(pthread_mutex_init(&s->gmu, NULL));
     chan__check(pthread_mutex_init(&s->idle_mu, NULL));
-    chan__check(pthread_cond_init(&s->idle_cv, NULL));
+    pthread_condattr_t ca;
+    chan__check(pthread_condattr_init(&ca));
+    chan__check(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+    chan__check(pthread_cond_init(&s->idle_cv, &ca));
+    pthread_condattr_destroy(&ca);
     chan__check(pthread_mutex_init(&s->done_mu, NULL));
     chan__check(pthread_cond_init(&s->done_cv, NULL));
     chan__check(pthread_mutex_init(&s->stack_mu, NULL));
@@ -488,7 +607,7 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
         w->id = i;
         w->rng = 0x9e3779b9u * (i + 1);
         w->stacks.max = WORKER_STACKS;
-        chan__check(pthread_mutex_init(&w->mu, NULL));
+        atomic_init(&w->mu, 0);
     }
 
     /* From now on every park asks whether it runs in a task.  Threads

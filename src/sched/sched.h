@@ -23,20 +23,33 @@
  * "spinning"), then registers as idle and sleeps on the idle condition
  * variable, so an idle scheduler uses no CPU.  Whoever adds work wakes one
  * idle worker, unless a worker is already spinning (it will find the work).
+ * While other workers have queued tasks (typically a run-next task whose
+ * worker is about to run it), a spinning worker stays spinning but naps
+ * between looks: their wakeups then cost no system call, and a run-next
+ * task still there after a nap (its worker is busy) gets stolen.
  *
  * Locking (all leaf locks, src/internal.h; never two at once, except that
  * a run-queue lock may be taken under the timer heap lock by a timeout):
- *   worker->mu      the worker's ring and run-next slot;
+ *   worker->mu      the worker's ring and run-next slot (a spin lock);
  *   sched->gmu      the global queue;
  *   sched->idle_mu  tokens and stop (idle_word is an atomic);
  *   sched->done_mu  the sleep of chan_sched_wait (ntasks is an atomic);
- *   sched->stack_mu the shared stack cache.
+ *   sched->stack_mu the shared stack cache, the cold pool and the
+ *                   stack-wait list (nswait is an atomic).
  *
  * Lifetimes.  A task is allocated by chan_go and freed by the worker that
  * runs it to completion, after it has switched away for the last time.
  * Its stack is taken when it first runs (so that a queue of many tasks
  * that have not started costs no stacks) and goes back to a cache when it
- * finishes.  Workers and the scheduler live until chan_sched_free.
+ * finishes: its worker's, else the shared one, else (both full) the cold
+ * pool, which gives the stack's memory back to the kernel but keeps the
+ * mapping for a later task.  Stacks are unmapped by chan_sched_free (or
+ * earlier only if the pool cannot grow).
+ * A task that finds no stack at all (memory, or the kernel's mappings, ran
+ * out) waits in the scheduler's stack-wait list, taking no queue and no
+ * CPU, until a task finishes and frees one (task.c), or an idle worker
+ * tries it again (every STACK_RETRY_MS, sched.c).
+ * Workers and the scheduler live until chan_sched_free.
  */
 #ifndef CHAN_SCHED_SCHED_H
 #define CHAN_SCHED_SCHED_H
@@ -105,13 +118,17 @@ struct chan__worker {
 
     /* Local run queue: ring[head % CHAN_RING] .. ring[(tail-1) % ...],
      * oldest first, plus runnext.  mu guards all of them; len is the
-     * number of tasks in ring and runnext together, written under mu and
-     * read without it to skip empty victims. */
-    pthread_mutex_t mu;
+     * number of tasks in ring, plus LEN_NEXT (sched.c) while runnext holds
+     * one, written under mu and read without it to skip empty victims. */
+    char pad0[64];                /* keeps stealers' lines off the above */
+    _Atomic int mu;               /* a spin lock (sched.c) */
     chan__task_t *ring[CHAN_RING];
     unsigned head, tail;
     chan__task_t *runnext;
+    unsigned next_seq;            /* run-next puts so far; mu */
+    unsigned seen_seq;            /* next_seq at a thief's last look; mu */
     _Atomic unsigned len;
+    char pad1[64];
 
     unsigned tick;                /* schedules so far; worker thread only */
     unsigned runnext_streak;      /* run-next picks in a row; worker only */
@@ -158,6 +175,11 @@ struct chan_sched {
 
     pthread_mutex_t stack_mu;
     chan__stack_cache_t stacks;   /* stack_mu */
+    chan__stack_pool_t cold;      /* stack_mu: stacks beyond the caches */
+    /* Tasks that found no stack (out of memory or of mappings), FIFO
+     * through task->next, and their number (written under stack_mu). */
+    chan__task_t *swait_head, *swait_tail;
+    _Atomic size_t nswait;
 };
 
 /* ---------------------------------------------------------------- sched.c */
@@ -198,6 +220,10 @@ CHAN_INTERNAL chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t);
 
 /* chan__task_worker_init - per-thread setup of a worker (sanitizers). */
 CHAN_INTERNAL void chan__task_worker_init(chan__worker_t *w);
+
+/* chan__task_stack_waiter - take the oldest task of s's stack-wait list,
+ * or NULL. */
+CHAN_INTERNAL chan__task_t *chan__task_stack_waiter(chan_sched_t *s);
 
 /* The park hook installed for tasks (park.h). */
 CHAN_INTERNAL chan__parker_t *chan__task_parker(void);

@@ -11,7 +11,13 @@
  * Why a cache: mmap, mprotect and munmap each take the process's mapping
  * lock and cost a few microseconds; programs that start many short tasks
  * would spend their time there.  A finished task's stack goes to a cache
- * instead, up to a bound, and the next task takes it.
+ * instead, up to a bound, and the next task takes it.  New stacks are
+ * mapped in batches (one mmap for several stacks, the rest going to the
+ * cache), and the guard pages are made with MADV_GUARD_INSTALL where the
+ * kernel has it, so a batch remains one mapping (neighbouring batches
+ * even merge): this keeps a program with 100,000 parked tasks well under
+ * the kernel's limit on mappings per process, which an mprotect'ed guard
+ * page per stack (two mappings per stack) would exceed at about 32,000.
  *
  * Sanitizers and valgrind.  AddressSanitizer poisons the redzones of stack
  * frames and unpoisons them when the frame returns; a task that finishes
@@ -25,9 +31,15 @@
 #include "config.h"
 #endif
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #ifdef CHAN_ASAN
 #include <sanitizer/asan_interface.h>
@@ -44,6 +56,19 @@ void __tsan_destroy_fiber(void *fiber);
 
 #ifndef MAP_STACK
 #define MAP_STACK 0
+#endif
+/* Older C library headers lack these; the kernel's values (the same on
+ * every architecture). */
+#ifdef __linux__
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef PIDFD_SELF_PROCESS
+#define PIDFD_SELF_PROCESS (-10001)
+#endif
 #endif
 
 /* The node every stack carries in its reserved top bytes: the cache's link,
@@ -79,25 +104,145 @@ static struct node *node_of(void *lo, size_t size)
     return (struct node *)((char *)lo + size) - 1;
 }
 
-void *chan__stack_new(size_t size)
+/* How guard pages are made, best first; guard_way remembers the best one
+ * the kernel accepted (GUARD_UNKNOWN: not tried yet). */
+enum { GUARD_UNKNOWN, GUARD_VECTOR, GUARD_MADVISE, GUARD_MPROTECT };
+static int guard_way;
+
+/*
+ * Makes the first page of each of the n stack slots at base (one apart) a
+ * guard page; returns how many leading slots have theirs (n on success).
+ *
+ * Preferably with MADV_GUARD_INSTALL (Linux 6.13): the kernel marks the
+ * page in the page table and the mapping stays in one piece.  All n at
+ * once through process_madvise on the calling process (recent kernels let
+ * a process name itself, PIDFD_SELF, without opening a pidfd), else one
+ * madvise each.  Without
+ * it, mprotect, which splits the mapping: every stack then costs two of
+ * the kernel's mappings, of which a process may have vm.max_map_count
+ * (65530 by default).
+ */
+static unsigned guard(char *base, size_t one, size_t page, unsigned n)
 {
-    size_t page = chan__page_size();
-    char *base = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (base == MAP_FAILED)
-        return NULL;
-    if (mprotect(base, page, PROT_NONE) != 0) {
-        munmap(base, size + page);
-        return NULL;
-    }
-    void *lo = base + page;
+    int way = __atomic_load_n(&guard_way, __ATOMIC_RELAXED);
 #ifdef CHAN_VALGRIND
-    node_of(lo, size)->vg = VALGRIND_STACK_REGISTER(lo, (char *)lo + size);
+    if (way == GUARD_UNKNOWN && RUNNING_ON_VALGRIND)
+        way = GUARD_MADVISE; /* it does not know process_madvise */
+#endif
+    unsigned i = 0;
+#if defined(__linux__) && defined(SYS_process_madvise)
+    if (way <= GUARD_VECTOR) {
+        struct iovec iov[CHAN_STACK_BATCH_MAX];
+        for (unsigned k = 0; k < n; k++) {
+            iov[k].iov_base = base + k * one;
+            iov[k].iov_len = page;
+        }
+        long done = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov,
+                            (size_t)n, MADV_GUARD_INSTALL, 0u);
+        if (done == (long)(n * page)) {
+            if (way == GUARD_UNKNOWN)
+                __atomic_store_n(&guard_way, GUARD_VECTOR, __ATOMIC_RELAXED);
+            return n;
+        }
+        /* Refused (an older kernel: EINVAL, EBADF, ENOSYS, EPERM), or
+         * partly done: the one-by-one ways below redo it harmlessly. */
+        if (done < 0 && way == GUARD_UNKNOWN)
+            __atomic_store_n(&guard_way, GUARD_MADVISE, __ATOMIC_RELAXED);
+    }
+#endif
+#ifdef MADV_GUARD_INSTALL
+    if (way <= GUARD_MADVISE) {
+        for (; i < n; i++)
+            if (madvise(base + i * one, page, MADV_GUARD_INSTALL) != 0)
+                break;
+        if (i == n)
+            return n;
+        /* EINVAL: an older kernel (or a tool that does not know the
+         * advice).  Anything else: try mprotect for the rest. */
+        if (errno == EINVAL && i == 0 && way != GUARD_MPROTECT)
+            __atomic_store_n(&guard_way, GUARD_MPROTECT, __ATOMIC_RELAXED);
+    }
+#endif
+    (void)way;
+    for (; i < n; i++)
+        if (mprotect(base + i * one, page, PROT_NONE) != 0)
+            break;
+    return i;
+}
+
+/*
+ * Faults in the top page of each of the n stacks at base (one apart), the
+ * page every task touches first, in one system call instead of n page
+ * faults, where the kernel takes vectors of advice for the calling
+ * process (the same kernels that take the vector of guard pages).  Only
+ * an optimisation: nothing happens elsewhere.
+ */
+static void populate_tops(char *base, size_t one, size_t page, unsigned n)
+{
+#if defined(__linux__) && defined(SYS_process_madvise)
+    if (n < 2 || __atomic_load_n(&guard_way, __ATOMIC_RELAXED) != GUARD_VECTOR)
+        return;
+    struct iovec iov[CHAN_STACK_BATCH_MAX];
+    for (unsigned k = 0; k < n; k++) {
+        iov[k].iov_base = base + (k + 1) * one - page;
+        iov[k].iov_len = page;
+    }
+    (void)syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, (size_t)n,
+                  MADV_POPULATE_WRITE, 0u);
+#else
+    (void)base, (void)one, (void)page, (void)n;
+#endif
+}
+
+/* Set up the node of a new stack for the tools that watch stacks. */
+static void *stack_init(char *lo, size_t size)
+{
+#ifdef CHAN_VALGRIND
+    node_of(lo, size)->vg = VALGRIND_STACK_REGISTER(lo, lo + size);
 #endif
 #ifdef CHAN_TSAN
     node_of(lo, size)->fiber = __tsan_create_fiber(0);
 #endif
+    (void)size;
     return lo;
+}
+
+unsigned chan__stack_batch(size_t size)
+{
+    /* Batches of up to 16 stacks, as long as a batch stays under 2 MiB
+     * of address space. */
+    size_t n = (size_t)2 << 20;
+    n /= size + chan__page_size();
+    return n < 1 ? 1
+           : n > CHAN_STACK_BATCH_MAX ? CHAN_STACK_BATCH_MAX : (unsigned)n;
+}
+
+unsigned chan__stack_new(size_t size, void **out, unsigned n)
+{
+    size_t page = chan__page_size();
+    size_t one = size + page;
+    int saved_errno = errno;
+    char *base = mmap(NULL, one * n, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED && n > 1) {
+        n = 1;
+        base = mmap(NULL, one, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    }
+    if (base == MAP_FAILED) {
+        errno = saved_errno;
+        return 0;
+    }
+    unsigned made = guard(base, one, page, n);
+    populate_tops(base, one, page, made);
+    for (unsigned i = 0; i < made; i++)
+        out[i] = stack_init(base + i * one + page, size);
+    if (made < n && munmap(base + made * one, (n - made) * one) != 0)
+        /* Out of mappings: what has no guard goes back, or at least its
+         * memory does. */
+        (void)madvise(base + made * one, (n - made) * one, MADV_DONTNEED);
+    errno = saved_errno;
+    return made;
 }
 
 void *chan__stack_fiber(void *lo, size_t size)
@@ -105,20 +250,33 @@ void *chan__stack_fiber(void *lo, size_t size)
     return node_of(lo, size)->fiber;
 }
 
-void chan__stack_free(void *lo, size_t size)
+/* What the tools know of a stack about to be unmapped goes first. */
+static void stack_fini(void *lo, size_t size, unsigned vg, void *fiber)
 {
 #ifdef CHAN_TSAN
-    __tsan_destroy_fiber(node_of(lo, size)->fiber);
+    __tsan_destroy_fiber(fiber);
 #endif
 #ifdef CHAN_VALGRIND
-    VALGRIND_STACK_DEREGISTER(node_of(lo, size)->vg);
+    VALGRIND_STACK_DEREGISTER(vg);
 #endif
 #ifdef CHAN_ASAN
     /* A later mapping at this address must not inherit stale redzones. */
     ASAN_UNPOISON_MEMORY_REGION(lo, size);
 #endif
+    (void)lo, (void)size, (void)vg, (void)fiber;
+}
+
+void chan__stack_free(void *lo, size_t size)
+{
+    stack_fini(lo, size, node_of(lo, size)->vg, node_of(lo, size)->fiber);
     size_t page = chan__page_size();
-    chan__check(munmap((char *)lo - page, size + page));
+    int saved_errno = errno;
+    if (munmap((char *)lo - page, size + page) != 0)
+        /* Unmapping a stack from the middle of a batch splits the
+         * mapping, which fails once the process has too many: then give
+         * the memory back and keep the address range (and guard). */
+        (void)madvise(lo, size, MADV_DONTNEED);
+    errno = saved_errno;
 }
 
 void *chan__stack_get(chan__stack_cache_t *c, size_t size)
@@ -144,9 +302,147 @@ int chan__stack_put(chan__stack_cache_t *c, void *lo, size_t size)
     return 1;
 }
 
-void chan__stack_drain(chan__stack_cache_t *c, size_t size)
+
+/* ---------------------------------------------------------------- cold */
+
+/* A cold stack, with a copy of its node (whose page was discarded). */
+struct chan__stack_cold {
+    void *lo;
+    unsigned vg;
+    void *fiber;
+};
+
+/* process_madvise on the calling process: 1 works, -1 refused, 0 unknown. */
+static int vector_state;
+
+/*
+ * Discards the pages of n stacks (their memory goes back to the kernel,
+ * reading back as zeroes; the guard pages stay guards).  In one call where
+ * the kernel takes a vector of ranges for the calling process: discarding
+ * memory that another thread may have cached in its TLB interrupts that
+ * thread's CPU, which costs several microseconds (more in a virtual
+ * machine), and one call pays that once for the whole vector.
+ */
+static void discard(struct chan__stack_cold *v, size_t n, size_t size)
+{
+    int saved_errno = errno;
+#ifdef CHAN_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        __atomic_store_n(&vector_state, -1, __ATOMIC_RELAXED);
+#endif
+#if defined(__linux__) && defined(SYS_process_madvise)
+    if (__atomic_load_n(&vector_state, __ATOMIC_RELAXED) >= 0) {
+        struct iovec iov[CHAN_STACK_DISCARD];
+        for (size_t i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].lo;
+            iov[i].iov_len = size;
+        }
+        long done = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, n,
+                            MADV_DONTNEED, 0u);
+        if (done == (long)(n * size)) {
+            __atomic_store_n(&vector_state, 1, __ATOMIC_RELAXED);
+            errno = saved_errno;
+            return;
+        }
+        if (done < 0 && __atomic_load_n(&vector_state, __ATOMIC_RELAXED) == 0)
+            __atomic_store_n(&vector_state, -1, __ATOMIC_RELAXED);
+    }
+#endif
+    (void)vector_state;
+    for (size_t i = 0; i < n; i++)
+        (void)madvise(v[i].lo, size, MADV_DONTNEED);
+    errno = saved_errno;
+}
+
+/* Appends lo to p (still warm); 0 if p cannot grow. */
+static int pool_add(chan__stack_pool_t *p, void *lo, size_t size)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4 * CHAN_STACK_DISCARD;
+        int saved_errno = errno;
+        struct chan__stack_cold *v = realloc(p->v, cap * sizeof *v);
+        errno = saved_errno;
+        if (!v)
+            return 0;
+        p->v = v;
+        p->cap = cap;
+    }
+    struct node *nd = node_of(lo, size);
+#ifdef CHAN_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(lo, size);
+#endif
+    p->v[p->n++] = (struct chan__stack_cold){ lo, nd->vg, nd->fiber };
+    return 1;
+}
+
+int chan__stack_cool(chan__stack_pool_t *p, void *lo, size_t size)
+{
+    if (!pool_add(p, lo, size))
+        return 0;
+    if (p->n - p->ncold == CHAN_STACK_DISCARD) {
+        discard(p->v + p->ncold, CHAN_STACK_DISCARD, size);
+        p->ncold = p->n;
+    }
+    return 1;
+}
+
+void *chan__stack_warm(chan__stack_pool_t *p, size_t size)
+{
+    if (p->n == 0)
+        return NULL;
+    /* The newest first: not discarded yet, if there are such. */
+    struct chan__stack_cold c = p->v[--p->n];
+    if (p->ncold > p->n)
+        p->ncold = p->n;
+    struct node *nd = node_of(c.lo, size);
+    nd->vg = c.vg;
+    nd->fiber = c.fiber;
+    return c.lo;
+}
+
+void chan__stack_drain(chan__stack_cache_t *c, chan__stack_pool_t *p,
+                       size_t size)
 {
     void *lo;
     while ((lo = chan__stack_get(c, size)) != NULL)
-        chan__stack_free(lo, size);
+        if (!pool_add(p, lo, size))
+            chan__stack_free(lo, size);
+}
+
+static int cold_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct chan__stack_cold *)a)->lo;
+    uintptr_t y = (uintptr_t)((const struct chan__stack_cold *)b)->lo;
+    return x < y ? -1 : x > y;
+}
+
+void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size)
+{
+    /* Neighbours (most stacks of a batch) go in one munmap: by address,
+     * then runs of adjacent guard-and-stack pairs. */
+    size_t page = chan__page_size();
+    if (p->n > 1)
+        qsort(p->v, p->n, sizeof *p->v, cold_cmp);
+    size_t i = 0;
+    while (i < p->n) {
+        size_t j = i;
+        for (;;) {
+            stack_fini(p->v[j].lo, size, p->v[j].vg, p->v[j].fiber);
+            if (j + 1 < p->n &&
+                (char *)p->v[j + 1].lo == (char *)p->v[j].lo + size + page)
+                j++;
+            else
+                break;
+        }
+        char *start = (char *)p->v[i].lo - page;
+        size_t len = (j - i + 1) * (size + page);
+        int saved_errno = errno;
+        if (munmap(start, len) != 0)
+            (void)madvise(start + page, len - page, MADV_DONTNEED);
+        errno = saved_errno;
+        i = j + 1;
+    }
+    free(p->v);
+    p->v = NULL;
+    p->n = p->ncold = p->cap = 0;
 }

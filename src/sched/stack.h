@@ -6,7 +6,8 @@
  * page sits right below it, so a task that overflows its stack faults
  * instead of silently writing over whatever the kernel mapped next.  All
  * stacks of a cache have one size (a scheduler's stack_size, a whole number
- * of pages).
+ * of pages).  Stacks are mapped in batches, several guard-and-stack pairs
+ * in one mapping, and freed one by one.
  *
  * The top CHAN_STACK_RESERVED bytes of every stack hold a small node of
  * the cache's (the link while cached; valgrind's id and TSan's fiber
@@ -21,6 +22,9 @@
 
 #include "internal.h"
 
+/* Most stacks chan__stack_new maps at once. */
+#define CHAN_STACK_BATCH_MAX 16
+
 /* Bytes at the top of each stack that a task must not use. */
 #define CHAN_STACK_RESERVED 64
 
@@ -30,21 +34,43 @@ typedef struct chan__stack_cache {
     unsigned max;     /* the bound: a put beyond it is refused */
 } chan__stack_cache_t;
 
+/* Stacks a pool collects before it discards their memory in one go. */
+#define CHAN_STACK_DISCARD 64
+
+/*
+ * A pool of cold stacks: ones whose memory went back to the kernel (their
+ * pages are discarded; the mapping and the guard page stay), so they cost
+ * address space only.  Unbounded; entries live in an array outside the
+ * stacks: v[0 .. ncold-1] are cold, v[ncold .. n-1] (fewer than
+ * CHAN_STACK_DISCARD) still wait for their discard.  Lock: the owner's
+ * (the scheduler's stack lock).
+ */
+typedef struct chan__stack_pool {
+    struct chan__stack_cold *v;
+    size_t n, ncold, cap;
+} chan__stack_pool_t;
+
 /* chan__page_size - the system page size (cached after the first call). */
 CHAN_INTERNAL size_t chan__page_size(void);
 
 /*
- * chan__stack_new - map a stack of size bytes (a multiple of the page
- * size) with a guard page below it.  Returns its low end, or NULL when
- * memory (or the kernel's mapping count) runs out.
+ * chan__stack_new - map up to n (>= 1) stacks of size bytes (a multiple of
+ * the page size), each with a guard page below it, in one mapping, and
+ * store their low ends in out[].  Returns how many it made: 0 when memory
+ * (or the kernel's mapping count) runs out.
  */
-CHAN_INTERNAL void *chan__stack_new(size_t size);
+CHAN_INTERNAL unsigned chan__stack_new(size_t size, void **out, unsigned n);
+
+/* chan__stack_batch - how many stacks of size bytes chan__stack_new should
+ * map at once (1 for big stacks). */
+CHAN_INTERNAL unsigned chan__stack_batch(size_t size);
 
 /* chan__stack_fiber - the ThreadSanitizer fiber of a stack (NULL without
  * TSan): it lives as long as the stack. */
 CHAN_INTERNAL void *chan__stack_fiber(void *lo, size_t size);
 
-/* chan__stack_free - unmap a stack from chan__stack_new. */
+/* chan__stack_free - unmap a stack from chan__stack_new (each one of a
+ * batch on its own). */
 CHAN_INTERNAL void chan__stack_free(void *lo, size_t size);
 
 /* chan__stack_get - a cached stack ready for a new task, or NULL. */
@@ -55,7 +81,23 @@ CHAN_INTERNAL void *chan__stack_get(chan__stack_cache_t *c, size_t size);
 CHAN_INTERNAL int chan__stack_put(chan__stack_cache_t *c, void *lo,
                                   size_t size);
 
-/* chan__stack_drain - unmap every cached stack. */
-CHAN_INTERNAL void chan__stack_drain(chan__stack_cache_t *c, size_t size);
+/* chan__stack_drain - move every stack of c to p, for
+ * chan__stack_pool_drain to unmap them with its neighbours. */
+CHAN_INTERNAL void chan__stack_drain(chan__stack_cache_t *c,
+                                     chan__stack_pool_t *p, size_t size);
+
+/* chan__stack_cool - keep lo in p and give its memory back to the kernel
+ * (along with the others waiting for that, once there are
+ * CHAN_STACK_DISCARD of them); returns 0 if p cannot grow (then the
+ * caller keeps lo). */
+CHAN_INTERNAL int chan__stack_cool(chan__stack_pool_t *p, void *lo,
+                                   size_t size);
+
+/* chan__stack_warm - a stack of p ready for a new task, or NULL.  Its
+ * memory comes back (zeroed) as the task touches it. */
+CHAN_INTERNAL void *chan__stack_warm(chan__stack_pool_t *p, size_t size);
+
+/* chan__stack_pool_drain - unmap every stack of p and free its array. */
+CHAN_INTERNAL void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size);
 
 #endif /* CHAN_SCHED_STACK_H */

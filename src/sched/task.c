@@ -168,19 +168,79 @@ static void *stack_get(chan__worker_t *w)
         return lo;
     chan__check(pthread_mutex_lock(&s->stack_mu));
     lo = chan__stack_get(&s->stacks, s->stack_size);
+    if (!lo)
+        lo = chan__stack_warm(&s->cold, s->stack_size);
     chan__check(pthread_mutex_unlock(&s->stack_mu));
     if (lo)
         return lo;
-    return chan__stack_new(s->stack_size);
+    /* Both caches are empty: map a batch, keep one, cache the rest (the
+     * worker's cache is empty and holds at least a batch, sched.c). */
+    void *batch[CHAN_STACK_BATCH_MAX];
+    unsigned n = chan__stack_batch(s->stack_size);
+    if (n > w->stacks.max + 1)
+        n = w->stacks.max + 1;
+    n = chan__stack_new(s->stack_size, batch, n);
+    if (n == 0)
+        return NULL;
+    for (unsigned i = 1; i < n; i++)
+        if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
+            chan__stack_free(batch[i], s->stack_size);
+    return batch[0];
+}
+
+chan__task_t *chan__task_stack_waiter(chan_sched_t *s)
+{
+    if (atomic_load_explicit(&s->nswait, memory_order_relaxed) == 0)
+        return NULL;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    chan__task_t *t = s->swait_head;
+    if (t) {
+        s->swait_head = t->next;
+        if (!s->swait_head)
+            s->swait_tail = NULL;
+        atomic_store_explicit(
+            &s->nswait,
+            atomic_load_explicit(&s->nswait, memory_order_relaxed) - 1,
+            memory_order_relaxed);
+    }
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    return t;
+}
+
+/* t found no stack: it waits for one (sched.h). */
+static void stack_wait(chan_sched_t *s, chan__task_t *t)
+{
+    t->next = NULL;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    if (s->swait_tail)
+        s->swait_tail->next = t;
+    else
+        s->swait_head = t;
+    s->swait_tail = t;
+    atomic_store_explicit(
+        &s->nswait, atomic_load_explicit(&s->nswait, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
 }
 
 static void stack_put(chan__worker_t *w, void *lo)
 {
     chan_sched_t *s = w->sched;
+    /* A task waiting for a stack gets this one: it runs next here, where
+     * it finds lo at the top of the worker's cache.  (A waiter that comes
+     * just after this check waits for the next stack, or the retry.) */
+    chan__task_t *waiter = chan__task_stack_waiter(s);
+    if (waiter)
+        chan__sched_push_local(w, waiter);
     if (chan__stack_put(&w->stacks, lo, s->stack_size))
         return;
+    /* Beyond the caches the stack goes cold rather than being unmapped:
+     * unmapping one stack of a batch splits the kernel's mapping, which
+     * costs several times more, and the next burst of tasks needs the
+     * stacks again. */
     chan__check(pthread_mutex_lock(&s->stack_mu));
-    int kept = chan__stack_put(&s->stacks, lo, s->stack_size);
+    int kept = chan__stack_put(&s->stacks, lo, s->stack_size) ||
+               chan__stack_cool(&s->cold, lo, s->stack_size);
     chan__check(pthread_mutex_unlock(&s->stack_mu));
     if (!kept)
         chan__stack_free(lo, s->stack_size);
@@ -322,11 +382,9 @@ chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
     if (!t->stack) {
         t->stack = stack_get(w);
         if (!t->stack) {
-            /* No memory for a stack now: let running tasks finish and
-             * free theirs, and try again a little later. */
-            chan__sched_push_global(w->sched, t);
-            struct timespec ts = { 0, 1000000 };
-            nanosleep(&ts, NULL);
+            /* No memory (or mappings) for a stack now: wait until a task
+             * finishes and frees one. */
+            stack_wait(w->sched, t);
             return NULL;
         }
         chan__ctx_make(&t->ctx, t->stack,
