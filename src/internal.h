@@ -34,6 +34,13 @@
 
 #include "chan.h"
 
+/*
+ * Thread-local variables of the library use the initial-exec model, so that
+ * reading one is a single load instead of a call to __tls_get_addr (which
+ * the default model costs in a shared library).  They are few and small.
+ */
+#define CHAN_TLS __thread __attribute__((tls_model("initial-exec")))
+
 /* Marks non-static internals; they are hidden by -fvisibility=hidden. */
 #define CHAN_INTERNAL __attribute__((visibility("hidden")))
 

@@ -31,7 +31,7 @@
 
 chan__parker_t *(*_Atomic chan__park_task_hook)(void);
 
-static __thread chan__parker_t thread_parker;
+static CHAN_TLS chan__parker_t thread_parker;
 
 /*
  * Spinning.  Waking a thread that sleeps in the kernel costs 10-20 us on

@@ -43,7 +43,7 @@ enum { SELECT_STACK_CASES = 16 };
 
 /* Per-thread xorshift64* state for the poll order.  Read and updated in one
  * go, never across a park, so a task that changes threads is harmless. */
-static __thread uint64_t rng_state;
+static CHAN_TLS uint64_t rng_state;
 
 static uint32_t rng_next(void)
 {
