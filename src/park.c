@@ -1,24 +1,25 @@
 /*
  * park.c - parking plain threads: a short adaptive spin on the state word,
- * then a mutex and a CLOCK_MONOTONIC condition variable.
+ * then sleep (a futex on the state word on Linux; elsewhere the parker's
+ * mutex and CLOCK_MONOTONIC condition variable).
  *
  * Invariants.
- *   - p->state is PARKED only while the owner is inside chan__park_wait()'s
- *     locked section or has left it on a timeout (then it stays PARKED until
- *     the next chan__park_prepare()).
- *   - A waker that stores NOTIFIED under p->mu (the slow path) still has to
- *     signal and unlock.  The owner therefore only trusts a NOTIFIED it read
- *     while holding p->mu, or one it read while spinning from EMPTY: from
- *     EMPTY only the lock-free CAS can produce NOTIFIED, and that waker is
- *     already done with the parker.
+ *   - p->state is PARKED only while the owner sleeps in chan__park_wait()
+ *     or has left it on a timeout (then it stays PARKED until the next
+ *     chan__park_prepare()).
+ *   - Only one waker per arming (the claim of waitq.h).  From EMPTY it
+ *     CASes to NOTIFIED and is done; from PARKED it stores NOTIFIED and then
+ *     wakes the sleeper (futex wake, or signal under p->mu).
+ *   - The owner only spins from EMPTY: from PARKED, a NOTIFIED it saw may
+ *     come from a waker still on its way to the wake call.  On Linux that
+ *     late futex wake is harmless (futex.h); with a condition variable the
+ *     owner trusts NOTIFIED only under p->mu, i.e. after the waker is done.
  *
- * Locking.  p->mu guards the EMPTY -> PARKED step and the sleep; it is the
- * innermost lock (src/internal.h) and is never held by anything but this
- * file.
+ * Locking.  p->mu (not on Linux) guards the EMPTY -> PARKED step and the
+ * sleep; it is innermost (src/internal.h) and used by this file only.
  *
- * Lifetimes.  The parker is thread-local.  The owner leaves the slow path
- * only after taking p->mu, i.e. after the waker's unlock, so the parker (and
- * the thread) cannot go away under a waker.
+ * Lifetimes.  The parker is thread-local.  Nothing a waker does after its
+ * store of NOTIFIED can harm a parker whose owner has moved on or exited.
  */
 #include "internal.h"
 
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "futex.h"
 #include "park.h"
 
 chan__parker_t *(*_Atomic chan__park_task_hook)(void);
@@ -124,35 +126,68 @@ woken:
     return 1;
 }
 
-int chan__park_wait(chan__parker_t *p, int64_t deadline)
+#ifdef __linux__
+/*
+ * Sleeping on Linux: a futex on the state word itself.  The waker stores
+ * NOTIFIED, then wakes; the owner sleeps while the word is PARKED.  One
+ * kernel wake-up per hand-off, where a condition variable signalled under
+ * its mutex costs two (the woken thread first sleeps again on the mutex).
+ * The waker may call futex_wake after the owner has already seen NOTIFIED
+ * and moved on, even after the thread is gone: futex.h says why that is
+ * harmless.
+ */
+_Static_assert(sizeof(int) == sizeof(uint32_t), "futex on the state word");
+
+static _Atomic uint32_t *state_word(chan__parker_t *p)
 {
-    if (p->ops)
-        return p->ops->wait(p, deadline);
+    return (_Atomic uint32_t *)(void *)&p->state;
+}
 
-    /* Only spin from EMPTY: see the second invariant above. */
-    if (atomic_load_explicit(&p->state, memory_order_acquire) ==
-            CHAN_PARK_EMPTY &&
-        spin_for_notify(p))
-        return 0;
-
-    int rc = 0;
-    struct timespec ts = chan__timespec(deadline);
-    chan__check(pthread_mutex_lock(&p->mu));
+static int sleep_until_notified(chan__parker_t *p, int64_t deadline)
+{
     int s = CHAN_PARK_EMPTY;
     /* EMPTY -> PARKED; failing means NOTIFIED (or PARKED from a previous
      * timed-out wait, in which case we simply sleep again). */
     atomic_compare_exchange_strong_explicit(&p->state, &s, CHAN_PARK_PARKED,
                                             memory_order_acq_rel,
                                             memory_order_acquire);
-    while (atomic_load_explicit(&p->state, memory_order_acquire) !=
-           CHAN_PARK_NOTIFIED) {
+    while (!notified(p)) {
+        if (chan__futex_wait(state_word(p), CHAN_PARK_PARKED, deadline) ==
+                -ETIMEDOUT &&
+            !notified(p))
+            return -ETIMEDOUT; /* still PARKED: see park.h, Timeouts */
+    }
+    return 0;
+}
+
+static void wake_sleeper(chan__parker_t *p)
+{
+    atomic_store_explicit(&p->state, CHAN_PARK_NOTIFIED, memory_order_release);
+    chan__futex_wake(state_word(p), 1);
+}
+#else
+/*
+ * Sleeping elsewhere: the parker's mutex and CLOCK_MONOTONIC condition
+ * variable.  The waker stores NOTIFIED and signals under the mutex, and the
+ * owner only trusts a NOTIFIED it read while holding the mutex (or one it
+ * read while spinning from EMPTY), so the owner cannot leave before the
+ * waker is done with the parker.
+ */
+static int sleep_until_notified(chan__parker_t *p, int64_t deadline)
+{
+    int rc = 0;
+    struct timespec ts = chan__timespec(deadline);
+    chan__check(pthread_mutex_lock(&p->mu));
+    int s = CHAN_PARK_EMPTY;
+    atomic_compare_exchange_strong_explicit(&p->state, &s, CHAN_PARK_PARKED,
+                                            memory_order_acq_rel,
+                                            memory_order_acquire);
+    while (!notified(p)) {
         if (deadline == CHAN_NO_DEADLINE) {
             chan__check(pthread_cond_wait(&p->cv, &p->mu));
         } else {
             int e = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-            if (e == ETIMEDOUT &&
-                atomic_load_explicit(&p->state, memory_order_acquire) !=
-                    CHAN_PARK_NOTIFIED) {
+            if (e == ETIMEDOUT && !notified(p)) {
                 rc = -ETIMEDOUT;
                 break;
             }
@@ -161,6 +196,29 @@ int chan__park_wait(chan__parker_t *p, int64_t deadline)
     }
     chan__check(pthread_mutex_unlock(&p->mu));
     return rc;
+}
+
+static void wake_sleeper(chan__parker_t *p)
+{
+    chan__check(pthread_mutex_lock(&p->mu));
+    atomic_store_explicit(&p->state, CHAN_PARK_NOTIFIED, memory_order_release);
+    chan__check(pthread_cond_signal(&p->cv));
+    chan__check(pthread_mutex_unlock(&p->mu));
+}
+#endif
+
+int chan__park_wait(chan__parker_t *p, int64_t deadline)
+{
+    if (p->ops)
+        return p->ops->wait(p, deadline);
+
+    /* Only spin from EMPTY: from PARKED (a wait that timed out) NOTIFIED
+     * may come from a waker still on its slow path. */
+    if (atomic_load_explicit(&p->state, memory_order_acquire) ==
+            CHAN_PARK_EMPTY &&
+        spin_for_notify(p))
+        return 0;
+    return sleep_until_notified(p, deadline);
 }
 
 void chan__unpark(chan__parker_t *p)
@@ -180,8 +238,5 @@ void chan__unpark(chan__parker_t *p)
         return;
     }
     chan__assert(s == CHAN_PARK_PARKED);
-    chan__check(pthread_mutex_lock(&p->mu));
-    atomic_store_explicit(&p->state, CHAN_PARK_NOTIFIED, memory_order_release);
-    chan__check(pthread_cond_signal(&p->cv));
-    chan__check(pthread_mutex_unlock(&p->mu));
+    wake_sleeper(p);
 }
