@@ -193,9 +193,10 @@ typedef struct chan_case {
  *
  * Returns the index of the chosen case; -EAGAIN when timeout_ns == 0 and no
  * case is ready (Go's default:); -ETIMEDOUT when a positive timeout expires;
- * -EINVAL for bad arguments (cases NULL with ncases > 0, an unknown op, a
- * NULL elem on a send case whose channel has elem_size > 0), in which case
- * nothing is performed; -ENOMEM if a select of very many cases cannot
+ * -EINVAL for bad arguments (cases NULL with ncases > 0, an op other than
+ * CHAN_RECV or CHAN_SEND in any case, disabled ones included, a NULL elem
+ * on a send case whose channel has elem_size > 0), in which case nothing
+ * is performed; -ENOMEM if a select of very many cases cannot
  * allocate its bookkeeping.  With ncases == 0 or only disabled cases it waits
  * out the timeout (forever for CHAN_FOREVER, like Go's empty select {}).
  */
