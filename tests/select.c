@@ -721,6 +721,27 @@ Test(select, unknown_op_is_einval_and_performs_nothing)
     chan_release(out);
 }
 
+Test(select, unknown_op_in_a_disabled_case_is_einval)
+{
+    chan_t *in = chan_make(sizeof(int), 1);
+    cr_assert_eq(chan_send(in, &(int){ 5 }), 0);
+    int v = SENTINEL;
+    chan_case_t cases[] = {
+        CHAN_RECV_CASE(in, &v),
+        { .ch = NULL, .op = (enum chan_op)0, .elem = NULL },
+    };
+    mark_results(cases, 2);
+    cr_assert_eq(chan_select(cases, 2, 0), -EINVAL);
+    check_only_result(cases, 2, -1, 0);
+    cr_assert_eq(v, SENTINEL, "a bad select received");
+    cr_assert_eq(chan_len(in), 1, "a bad select received");
+    /* With a valid op the disabled case is simply never chosen. */
+    cases[1].op = CHAN_SEND;
+    cr_assert_eq(chan_select(cases, 2, 0), 0);
+    cr_assert_eq(v, 5);
+    chan_release(in);
+}
+
 Test(select, null_send_elem_is_einval_and_performs_nothing)
 {
     chan_t *in = chan_make(sizeof(int), 1), *out = chan_make(sizeof(int), 1);
