@@ -40,7 +40,7 @@ static void send_time(chan_t *ch, int64_t now)
     chan__parker_t *wake = NULL;
     chan__lock(&ch->lock);
     (void)chan__send_now(ch, &now, &wake);
-    chan__unlock(&ch->lock);
+    chan__unlock_ch(ch);
     if (wake)
         chan__unpark(wake);
 }

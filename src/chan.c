@@ -3,10 +3,12 @@
  * send and receive in their blocking, non-blocking and timed forms, close.
  *
  * The invariants and the locking rules of a channel are in chan_impl.h;
- * how a waiter is queued and claimed is in waitq.h; how it sleeps, in
- * park.h.  A blocked operation here is a one-case select without the
- * shuffling and sorting: queue one waiter, park, and either be claimed by a
- * peer or close (which did all the work) or time out and unlink.
+ * the ring of a buffered channel is in ring.h; how a waiter is queued and
+ * claimed is in waitq.h; how it sleeps, in park.h.  An operation on a
+ * buffered channel first tries the ring without the lock.  A blocked
+ * operation is a one-case select without the shuffling and sorting: queue
+ * one waiter, park, and either be claimed by a peer or close (which did all
+ * the work) or time out and unlink.
  *
  * Lifetimes.  The waiter and its sel live on the blocked caller's stack.
  * A peer that claims them copies the value and fills the sel under ch->lock,
@@ -23,6 +25,7 @@
 #include "clock.h"
 #include "lock.h"
 #include "park.h"
+#include "ring.h"
 #include "waitq.h"
 
 /* Space for the struct rounded up so that the buffer after it is aligned
@@ -36,9 +39,11 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     if (elem_size && capacity) {
         /* Leave room for the header and the rounding up below, so that
          * the size passed to aligned_alloc cannot wrap around. */
-        if (capacity > (SIZE_MAX - CHAN_HDR_SIZE - CHAN_CACHELINE) / elem_size)
+        size_t stride = chan__ring_stride(elem_size);
+        if (!stride ||
+            capacity > (SIZE_MAX - CHAN_HDR_SIZE - CHAN_CACHELINE) / stride)
             return NULL;
-        bytes = elem_size * capacity;
+        bytes = stride * capacity;
     }
     /* A failing aligned_alloc sets errno to ENOMEM; this API leaves the
      * caller's errno alone, so put it back. */
@@ -54,9 +59,9 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     chan__lock_init(&ch->lock);
     ch->elem_size = elem_size;
     ch->cap = capacity;
-    /* Never NULL, even for 0 bytes, so slot() arithmetic stays defined. */
-    ch->buf = (unsigned char *)ch + CHAN_HDR_SIZE;
-    atomic_init(&ch->len, 0);
+    if (capacity)
+        chan__ring_init(&ch->ring, (unsigned char *)ch + CHAN_HDR_SIZE,
+                        capacity, elem_size);
     atomic_init(&ch->closed, 0);
     atomic_init(&ch->refs, 1);
     return ch;
@@ -86,11 +91,6 @@ void chan_release(chan_t *ch)
     free(ch);
 }
 
-static inline unsigned char *slot(chan_t *ch, size_t i)
-{
-    return ch->buf + (i % ch->cap) * ch->elem_size;
-}
-
 static inline void copy(void *dst, const void *src, size_t n)
 {
     if (n && dst)
@@ -111,37 +111,35 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
         return -EPIPE;
     chan__waiter_t *w = chan__waitq_claim(&ch->recvq);
     if (w) {
-        /* Straight to the receiver: one copy, no detour through buf. */
+        /* Straight to the receiver: one copy, no detour through the ring
+         * (which is empty: receivers only wait on an empty one). */
         copy(w->elem, elem, ch->elem_size);
         *wake = fire(w, 0);
         return 1;
     }
-    size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
-    if (len < ch->cap) {
-        copy(slot(ch, ch->head + len), elem, ch->elem_size);
-        atomic_store_explicit(&ch->len, len + 1, memory_order_relaxed);
-        return 1;
-    }
+    if (ch->cap)
+        return chan__ring_send(&ch->ring, elem, 1);
     return 0;
 }
 
 int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
 {
-    size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
-    if (len > 0) {
-        copy(elem, slot(ch, ch->head), ch->elem_size);
-        ch->head = (ch->head + 1) % ch->cap;
-        len--;
-        /* The buffer has room again: move the oldest blocked sender's value
-         * in at the tail, so FIFO order across buffer and queue holds. */
-        chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
-        if (w) {
-            copy(slot(ch, ch->head + len), w->elem, ch->elem_size);
-            len++;
-            *wake = fire(w, 0);
+    if (ch->cap) {
+        int r = chan__ring_recv(&ch->ring, elem, 1);
+        if (r != 0) {
+            if (r < 0)
+                return r;
+            /* The ring has room again: move the oldest blocked sender's
+             * value in at the tail, so FIFO order across ring and queue
+             * holds.  A sender waits only on a full, frozen ring, so the
+             * room is the one just made. */
+            chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
+            if (w) {
+                chan__assert(chan__ring_send(&ch->ring, w->elem, 1) == 1);
+                *wake = fire(w, 0);
+            }
+            return 1;
         }
-        atomic_store_explicit(&ch->len, len, memory_order_relaxed);
-        return 1;
     }
     chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
     if (w) {
@@ -157,15 +155,20 @@ int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
 int chan__watch(chan_t *ch, int is_send)
 {
     for (int i = 0; i < CHAN_WATCH_POLLS; i++) {
-        /* Relaxed loads: a hint only.  The caller relocks and decides. */
-        size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
-        if (is_send ? len < ch->cap : len > 0)
-            return 1;
-        if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
+        /* Relaxed loads: a hint only.  The caller tries again. */
+        if (chan__ring_ready_hint(&ch->ring, is_send))
             return 1;
         chan__cpu_relax();
     }
     return 0;
+}
+
+/* The lock-free attempt on a buffered channel: 1 done, -EPIPE closed, 0
+ * would block, CHAN_RING_BUSY when someone waits (take the lock). */
+static inline int ring_try(chan_t *ch, int is_send, void *elem)
+{
+    return is_send ? chan__ring_send(&ch->ring, elem, 0)
+                   : chan__ring_recv(&ch->ring, elem, 0);
 }
 
 /*
@@ -180,7 +183,7 @@ static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
                     : chan__recv_now(ch, elem, &wake);
     if (r == 0)
         return 0;
-    chan__unlock(&ch->lock);
+    chan__unlock_ch(ch);
     if (wake)
         chan__unpark(wake);
     *rc = r < 0 ? r : 0;
@@ -194,24 +197,35 @@ static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
 static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 {
     int rc;
+    if (ch->cap) {
+        /* Nobody waits and the ring can take it: done without the lock. */
+        int r = ring_try(ch, is_send, elem);
+        if (r == 0 && timeout_ns != 0 && !chan__park_self()->ops &&
+            chan__watch(ch, is_send))
+            r = ring_try(ch, is_send, elem);
+        if (r == 1)
+            return 0;
+        if (r < 0)
+            return r;
+        /* A ring that is full or empty while nobody waits is a final
+         * answer for a try; with waiters (BUSY), ask under the lock. */
+        if (r == 0 && timeout_ns == 0)
+            return -EAGAIN;
+    }
+
     chan__lock(&ch->lock);
     if (attempt(ch, is_send, elem, &rc))
         return rc;
     if (timeout_ns == 0) {
-        chan__unlock(&ch->lock);
+        chan__unlock_ch(ch);
         return -EAGAIN;
     }
     int64_t deadline = chan__deadline(timeout_ns);
 
-    /* A buffered channel that a plain thread would wait on: watch it for a
-     * moment first (see chan__watch).  Whatever the watch saw, try again
-     * once relocked: the channel may have changed while it was unlocked,
-     * and queueing a receiver beside buffered values (or a sender beside
-     * free room) would break the invariants of chan_impl.h. */
-    if (ch->cap > 1 && !chan__park_self()->ops) {
-        chan__unlock(&ch->lock);
-        (void)chan__watch(ch, is_send);
-        chan__lock(&ch->lock);
+    /* About to wait on a buffered channel: freeze its ring and look once
+     * more (chan_impl.h). */
+    if (ch->cap) {
+        chan__ring_freeze(&ch->ring, 1);
         if (attempt(ch, is_send, elem, &rc))
             return rc;
     }
@@ -222,14 +236,14 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     w.sel = &sel;
     chan__waitq_t *q = is_send ? &ch->sendq : &ch->recvq;
     chan__waitq_push(q, &w);
-    chan__unlock(&ch->lock);
+    chan__unlock_ch(ch);
 
     if (chan__sel_wait(&sel, deadline) == 0)
         return sel.result; /* the claimer unlinked w and did the copy */
 
     chan__lock(&ch->lock);
     chan__waitq_remove(q, &w);
-    chan__unlock(&ch->lock);
+    chan__unlock_ch(ch);
     return -ETIMEDOUT;
 }
 
@@ -300,12 +314,14 @@ int chan_close(chan_t *ch)
     chan__waiter_t *list = NULL;
     chan__lock(&ch->lock);
     if (atomic_load_explicit(&ch->closed, memory_order_relaxed)) {
-        chan__unlock(&ch->lock);
+        chan__unlock_ch(ch);
         return -EPIPE;
     }
     atomic_store_explicit(&ch->closed, 1, memory_order_relaxed);
+    if (ch->cap)
+        chan__ring_close(&ch->ring);
     claim_all(&ch->sendq, claim_all(&ch->recvq, &list));
-    chan__unlock(&ch->lock);
+    chan__unlock_ch(ch);
 
     /* Wake them now that the lock is dropped.  Read next before unparking:
      * the owner may return, and its waiter vanish, at once. */
@@ -319,8 +335,8 @@ int chan_close(chan_t *ch)
 
 size_t chan_len(chan_t *ch)
 {
-    /* A snapshot, as Go's len(ch): relaxed is enough. */
-    return ch ? atomic_load_explicit(&ch->len, memory_order_relaxed) : 0;
+    /* A snapshot, as Go's len(ch). */
+    return ch && ch->cap ? chan__ring_len(&ch->ring) : 0;
 }
 
 size_t chan_cap(chan_t *ch)

@@ -2,12 +2,27 @@
  * chan_impl.h - the channel object, shared by chan.c, select.c and the
  * library's other channel producers (timers, signals).
  *
+ * A buffered channel keeps its values in a lock-free ring (ring.h); an
+ * unbuffered one has none.  Everything else (close, the wait queues, the
+ * hand-off to a waiter) happens under ch->lock, as in Go's runtime.
+ *
+ * The two meet at the ring's RING_WAIT flag ("frozen").  While a buffered
+ * channel has no waiter, sends and receives that the ring can take go
+ * through it without the lock; any other case takes the lock.  Before a
+ * waiter is queued on a buffered channel, the lock holder freezes the ring
+ * (chan__ring_freeze), which makes every lock-free operation fail over to
+ * the lock, then looks at the ring again: what it sees then stays true
+ * while it holds the lock.  The ring stays frozen while either queue holds
+ * a waiter and thaws when the last one leaves (chan__unlock_ch).  So every
+ * rule below holds as it would with a lock around the whole channel, and
+ * blocked senders and receivers are served first come, first served.
+ *
  * Invariants (with ch->lock held):
- *   - 0 <= len <= cap; the buffered elements are buf[head], buf[head+1], ...
- *     modulo cap, oldest first.
- *   - len > 0 implies recvq holds no live waiter; len < cap implies sendq
- *     holds no live waiter (a buffered channel never lets a sender wait while
- *     there is room, nor a receiver while there is a value).
+ *   - A buffered channel with a waiter in either queue is frozen.
+ *   - A frozen ring holding a value has no live waiter in recvq; a frozen
+ *     ring with room has none in sendq (a buffered channel never lets a
+ *     sender wait while there is room, nor a receiver while there is a
+ *     value).
  *   - For an unbuffered channel at most one of sendq and recvq holds live
  *     waiters, with one exception: a single select that both sends and
  *     receives on the channel has a waiter in each.  It never pairs with
@@ -17,11 +32,11 @@
  *     them all.  Stale waiters (whose select fired elsewhere or timed out)
  *     may remain in either queue until their owner unlinks them.
  *
- * Locking.  ch->lock guards len, head, closed, both queues and the links of
- * every waiter in them, and the fields of a claimed sel until its owner is
- * unparked.  Hold it for bookkeeping and one memcpy only: never across a
- * park or an unpark.  Several channel locks are taken only by chan_select,
- * in ascending address order (src/internal.h).
+ * Locking.  ch->lock guards closed, the ring's frozen state, both queues
+ * and the links of every waiter in them, and the fields of a claimed sel
+ * until its owner is unparked.  Hold it for bookkeeping and one memcpy
+ * only: never across a park or an unpark.  Several channel locks are taken
+ * only by chan_select, in ascending address order (src/internal.h).
  */
 #ifndef CHAN_IMPL_H
 #define CHAN_IMPL_H
@@ -33,26 +48,28 @@
 #include "internal.h"
 #include "lock.h"
 #include "park.h"
+#include "ring.h"
 #include "waitq.h"
 
 struct chan {
     /*
-     * First what every operation touches, together: the lock, the buffer
-     * indices, both queues and the shape.  Operations read all of it under
-     * the lock anyway, so spreading it out would only fetch more lines.
-     * What other threads write outside the lock (refs) gets a line of its
-     * own, so that retain and release do not steal the lock's line.
+     * The lock and what it guards, together: whoever takes the lock reads
+     * all of it.  Lock-free operations on a buffered channel touch none of
+     * this line; they read the ring's own lines below.
      */
     chan__lock_t lock;        /* see Locking above */
     _Atomic int closed;       /* 1 once closed; written under lock */
-    size_t head;              /* index of the oldest buffered element */
-    _Atomic size_t len;       /* elements buffered; written under lock */
     chan__waitq_t recvq;      /* blocked receivers, FIFO */
     chan__waitq_t sendq;      /* blocked senders, FIFO */
     size_t elem_size;         /* immutable */
-    size_t cap;               /* immutable */
-    unsigned char *buf;       /* immutable: cap * elem_size bytes after the struct */
+    size_t cap;               /* immutable; 0 for an unbuffered channel */
 
+    /* Buffered channels: the values (ring.h), with head and tail on lines
+     * of their own.  Unused when cap is 0. */
+    chan__ring_t ring;
+
+    /* What other threads write outside the lock (refs) gets a line of its
+     * own, so that retain and release do not steal the others. */
     _Alignas(CHAN_CACHELINE)
     _Atomic size_t refs;      /* references; the last release frees */
 
@@ -66,10 +83,22 @@ struct chan {
 };
 
 /*
+ * chan__unlock_ch - release ch->lock, first thawing a buffered channel's
+ * ring if no waiter is left in either queue.  Every path that takes
+ * ch->lock releases it this way.
+ */
+static inline void chan__unlock_ch(chan_t *ch)
+{
+    if (ch->ring.frozen && !ch->recvq.head && !ch->sendq.head)
+        chan__ring_freeze(&ch->ring, 0);
+    chan__unlock(&ch->lock);
+}
+
+/*
  * chan__send_now - complete a send at once if possible.  Called with ch->lock
  * held.  Returns 1 when the value went to a waiting receiver (whose parker is
- * stored in *wake, to unpark after dropping the lock) or into the buffer
- * (*wake untouched); 0 when it would block; -EPIPE when ch is closed.
+ * stored in *wake, to unpark after unlocking) or into the ring (*wake
+ * untouched); 0 when it would block; -EPIPE when ch is closed.
  */
 CHAN_INTERNAL int chan__send_now(chan_t *ch, const void *elem,
                                  chan__parker_t **wake);
@@ -90,20 +119,19 @@ CHAN_INTERNAL int chan__recv_now(chan_t *ch, void *elem,
 #define CHAN_WATCH_POLLS 64
 
 /*
- * chan__watch - watch a buffered channel, without its lock, for a moment
- * before queueing a waiter on it.  Returns 1 as soon as the operation looks
+ * chan__watch - watch a buffered channel's ring, without the lock, for a
+ * moment before queueing a waiter on it.  Returns 1 as soon as the operation looks
  * possible (room to send, a value to receive, or closed), 0 if it still
  * does not after CHAN_WATCH_POLLS polls.  Called without ch->lock, by plain
  * threads only (a task must not spin: its peer may be waiting for the same
  * worker).
  *
- * Why: a thread that queues a waiter on an empty buffered channel turns
- * every later send into a hand-off (claim, copy, unpark) and keeps the
- * buffer from ever batching; watching lets a fast producer simply append,
- * and the consumer then drains several values per lock.  Only channels
- * with a capacity of two or more are watched: readiness of an unbuffered
- * channel is a waiting peer, invisible without the lock, and a buffer of
- * one cannot batch, so there the direct hand-off is cheaper.
+ * Why: a thread that queues a waiter on a buffered channel freezes its
+ * ring and turns every later operation into a locked hand-off (claim,
+ * copy, unpark) until the queue is empty again; a peer usually makes the
+ * ring ready within a microsecond or two, far sooner than a park and a
+ * wake-up take.  Unbuffered channels are not watched: their readiness is a
+ * waiting peer, invisible without the lock.
  */
 CHAN_INTERNAL int chan__watch(chan_t *ch, int is_send);
 

@@ -1,15 +1,18 @@
 /*
  * select.c - chan_select: wait on several channel operations, perform one.
  *
- * The algorithm is Go's selectgo:
+ * The algorithm is Go's selectgo, with a lock-free first look:
  *   0. Check every case; a bad one fails the whole call before anything
  *      is done.  Shuffle the enabled cases into a random poll order (so no
  *      ready case is starved) and sort them by channel address (the lock
- *      order).
+ *      order).  Walk the poll order, without locks, while the cases are on
+ *      buffered channels that nobody waits on, and perform the first one
+ *      the ring can take.
  *   1. Lock every distinct channel once, in address order.  Walk the poll
  *      order and perform the first case that can complete at once.
- *   2. If none can, queue one waiter per case, all sharing one sel, unlock
- *      and park.
+ *   2. If none can, freeze the rings of the buffered channels and poll once
+ *      more (chan_impl.h); then queue one waiter per case, all sharing one
+ *      sel, unlock and park.
  *   3. Once claimed (by a peer or a close) or timed out, relock every
  *      channel and unlink the waiters that are still queued.
  *
@@ -104,7 +107,7 @@ static void unlock_all(chan_case_t *cases, const int *lock, size_t n)
     for (size_t i = n; i-- > 0;) {
         chan_t *ch = cases[lock[i]].ch;
         if (i == 0 || cases[lock[i - 1]].ch != ch)
-            chan__unlock(&ch->lock);
+            chan__unlock_ch(ch);
     }
 }
 
@@ -142,19 +145,19 @@ static int wait_nothing(int64_t timeout_ns)
     return rc;
 }
 
-/* Whether any case is on a channel with a buffer of two or more, the only
- * kind worth watching (chan__watch in chan_impl.h). */
+/* Whether any case is on a buffered channel, the only kind worth watching
+ * (chan__watch in chan_impl.h). */
 static int any_buffered(chan_case_t *cases, const struct scratch *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (cases[s->poll[i]].ch->cap > 1)
+        if (cases[s->poll[i]].ch->cap)
             return 1;
     return 0;
 }
 
 /*
  * The select form of chan__watch (chan_impl.h): called without locks, by a
- * plain thread about to queue waiters.  Returns 1 as soon as one of the
+ * plain thread about to lock its channels.  Returns 1 as soon as one of the
  * buffered cases looks ready, 0 after CHAN_WATCH_POLLS rounds.
  */
 static int watch_any(chan_case_t *cases, const struct scratch *s, size_t n)
@@ -162,18 +165,39 @@ static int watch_any(chan_case_t *cases, const struct scratch *s, size_t n)
     for (int round = 0; round < CHAN_WATCH_POLLS; round++) {
         for (size_t i = 0; i < n; i++) {
             chan_t *ch = cases[s->poll[i]].ch;
-            if (ch->cap <= 1)
-                continue;
-            /* Relaxed: a hint; pass 1 decides under the locks. */
-            size_t len = atomic_load_explicit(&ch->len, memory_order_relaxed);
-            if (cases[s->poll[i]].op == CHAN_SEND ? len < ch->cap : len > 0)
-                return 1;
-            if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
+            /* Relaxed: a hint; the passes decide. */
+            if (ch->cap && chan__ring_ready_hint(
+                               &ch->ring, cases[s->poll[i]].op == CHAN_SEND))
                 return 1;
         }
         chan__cpu_relax();
     }
     return 0;
+}
+
+/*
+ * Pass 0: walks the poll order while its cases are on buffered channels
+ * and performs the first one that the ring takes without the lock.
+ * Returns its index; -1 when every case was tried and none is ready (and
+ * nobody waits on any of them), -2 when it stopped at a case that needs
+ * the lock (an unbuffered channel, or one with waiters).
+ */
+static int poll_rings(chan_case_t *cases, const struct scratch *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        chan_case_t *c = &cases[s->poll[i]];
+        if (!c->ch->cap)
+            return -2;
+        int rc = c->op == CHAN_SEND ? chan__ring_send(&c->ch->ring, c->elem, 0)
+                                    : chan__ring_recv(&c->ch->ring, c->elem, 0);
+        if (rc == CHAN_RING_BUSY)
+            return -2;
+        if (rc != 0) {
+            c->result = rc < 0 ? rc : 0;
+            return s->poll[i];
+        }
+    }
+    return -1;
 }
 
 /* Pass 1: performs the first ready case in poll order and returns its
@@ -196,28 +220,40 @@ static int poll_cases(chan_case_t *cases, struct scratch *s, size_t n)
     return -1;
 }
 
-static int select_locked(chan_case_t *cases, struct scratch *s, size_t n,
-                         int64_t timeout_ns)
+static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
+                        int64_t timeout_ns)
 {
-    int ready_case = poll_cases(cases, s, n);
+    int ready_case = poll_rings(cases, s, n);
     if (ready_case >= 0)
         return ready_case;
-    if (timeout_ns != 0 && !chan__park_self()->ops &&
-        any_buffered(cases, s, n)) {
-        /* A plain thread: watch the buffered cases for a moment before
-         * queueing (chan__watch explains why), then poll again whatever
-         * the watch saw: the channels were unlocked meanwhile. */
-        unlock_all(cases, s->lock, n);
-        (void)watch_any(cases, s, n);
-        lock_all(cases, s->lock, n);
-        if ((ready_case = poll_cases(cases, s, n)) >= 0)
+    if (ready_case == -1 && timeout_ns == 0)
+        return -EAGAIN; /* all buffered, none ready, nobody waiting */
+    int buffered = any_buffered(cases, s, n);
+    if (timeout_ns != 0 && buffered && !chan__park_self()->ops &&
+        watch_any(cases, s, n)) {
+        /* A plain thread watches the buffered cases for a moment before
+         * it locks and queues (chan__watch explains why). */
+        if ((ready_case = poll_rings(cases, s, n)) >= 0)
             return ready_case;
     }
+
+    lock_all(cases, s->lock, n);
+    if ((ready_case = poll_cases(cases, s, n)) >= 0)
+        return ready_case;
     if (timeout_ns == 0) {
         unlock_all(cases, s->lock, n);
         return -EAGAIN;
     }
     int64_t deadline = chan__deadline(timeout_ns);
+
+    /* About to wait: freeze the rings and look once more (chan_impl.h). */
+    if (buffered) {
+        for (size_t i = 0; i < n; i++)
+            if (cases[s->lock[i]].ch->cap)
+                chan__ring_freeze(&cases[s->lock[i]].ch->ring, 1);
+        if ((ready_case = poll_cases(cases, s, n)) >= 0)
+            return ready_case;
+    }
 
     /* Pass 2: a waiter on every channel, in lock order. */
     chan__sel_t sel;
@@ -292,8 +328,7 @@ int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
     }
     sort_by_chan(cases, s.lock, n);
 
-    lock_all(cases, s.lock, n);
-    int rc = select_locked(cases, &s, n, timeout_ns);
+    int rc = select_cases(cases, &s, n, timeout_ns);
     free(heap);
     return rc;
 }

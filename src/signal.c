@@ -134,7 +134,7 @@ static void deliver(int signo)
         chan__parker_t *wake = NULL;
         chan__lock(&ch->lock);
         (void)chan__send_now(ch, &signo, &wake);
-        chan__unlock(&ch->lock);
+        chan__unlock_ch(ch);
         if (wake)
             chan__unpark(wake);
     }

@@ -1,0 +1,238 @@
+/*
+ * ring.c - the lock-free ring of a buffered channel (see ring.h for the
+ * positions, the flags, the stamps and why).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "park.h"
+#include "ring.h"
+
+static inline _Atomic size_t *stamp_of(unsigned char *slot)
+{
+    return (_Atomic size_t *)(void *)slot;
+}
+
+static inline unsigned char *slot_at(chan__ring_t *r, size_t pos)
+{
+    return r->slots + (pos & (r->one_lap - 1)) * r->stride;
+}
+
+/* The position after pos. */
+static inline size_t next_pos(chan__ring_t *r, size_t pos)
+{
+    size_t index = pos & (r->one_lap - 1);
+    if (index + 1 < r->cap)
+        return pos + 1;
+    return (pos & ~(r->one_lap - 1)) + r->one_lap; /* index 0, next lap */
+}
+
+/*
+ * Waiting for a peer's operation in progress (or for a stale position to
+ * catch up): a few rounds of CPU pauses, doubling, then give the CPU away
+ * in case the peer was preempted between its CAS and its stamp store.
+ */
+static void backoff(unsigned *step)
+{
+    if (*step < 6) {
+        for (unsigned i = 0; i < 1u << *step; i++)
+            chan__cpu_relax();
+        (*step)++;
+    } else {
+        sched_yield();
+    }
+}
+
+void chan__ring_init(chan__ring_t *r, unsigned char *slots, size_t cap,
+                     size_t elem_size)
+{
+    r->slots = slots;
+    r->cap = cap;
+    r->elem_size = elem_size;
+    r->stride = chan__ring_stride(elem_size);
+    r->frozen = 0;
+    /* Strictly greater than cap, so that "holds the value sent at pos"
+     * (pos + 1) and "received, free one lap later" (pos + one_lap) differ
+     * even for a ring of one slot.  Unused without slots. */
+    size_t lap = 2;
+    if (elem_size)
+        while (lap <= cap)
+            lap <<= 1;
+    r->one_lap = lap;
+    if (elem_size)
+        for (size_t i = 0; i < cap; i++)
+            atomic_init(stamp_of(slots + i * r->stride), i);
+    atomic_init(&r->tail, 0);
+    atomic_init(&r->head, 0);
+}
+
+/*
+ * Elements of size 0 carry no data, so their ring has no slots: a CAS on
+ * head or tail is the whole operation, with nothing in progress after it.
+ */
+static int count_send(chan__ring_t *r, int locked)
+{
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    for (;;) {
+        if (tail & CHAN_RING_CLOSED)
+            return -EPIPE;
+        if ((tail & CHAN_RING_WAIT) && !locked)
+            return CHAN_RING_BUSY;
+        size_t head = CHAN_RING_POS(
+            atomic_load_explicit(&r->head, memory_order_acquire));
+        if (chan__ring_full(r, head, CHAN_RING_POS(tail)))
+            return 0;
+        if (atomic_compare_exchange_weak_explicit(&r->tail, &tail, tail + 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+}
+
+static int count_recv(chan__ring_t *r, int locked)
+{
+    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        if ((head & CHAN_RING_WAIT) && !locked)
+            return CHAN_RING_BUSY;
+        size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (CHAN_RING_POS(tail) == CHAN_RING_POS(head))
+            return (tail & CHAN_RING_CLOSED) ? -EPIPE : 0;
+        if (atomic_compare_exchange_weak_explicit(&r->head, &head, head + 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+}
+
+int chan__ring_send(chan__ring_t *r, const void *elem, int locked)
+{
+    if (!r->elem_size)
+        return count_send(r, locked);
+    unsigned step = 0;
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    for (;;) {
+        if (tail & CHAN_RING_CLOSED)
+            return -EPIPE;
+        if ((tail & CHAN_RING_WAIT) && !locked)
+            return CHAN_RING_BUSY;
+        size_t pos = CHAN_RING_POS(tail);
+        unsigned char *slot = slot_at(r, pos);
+        /* Acquire: the receive that freed the slot is done with it. */
+        size_t stamp =
+            atomic_load_explicit(stamp_of(slot), memory_order_acquire);
+        if (stamp == pos) {
+            /* The flags go along unchanged: a CAS that would drop one
+             * set meanwhile fails instead. */
+            size_t next = next_pos(r, pos) | (tail & CHAN_RING_FLAGS);
+            if (atomic_compare_exchange_weak_explicit(
+                    &r->tail, &tail, next, memory_order_relaxed,
+                    memory_order_relaxed)) {
+                memcpy(slot + sizeof(size_t), elem, r->elem_size);
+                atomic_store_explicit(stamp_of(slot), pos + 1,
+                                      memory_order_release);
+                return 1;
+            }
+            continue; /* tail was reloaded by the failed CAS */
+        }
+        if (stamp + r->one_lap == pos + 1) {
+            /* The slot still holds the value sent one lap ago: the ring
+             * is full, unless its receive is in progress. */
+            size_t head = CHAN_RING_POS(
+                atomic_load_explicit(&r->head, memory_order_acquire));
+            if (head + r->one_lap == pos)
+                return 0;
+        }
+        /* A receive in progress, or tail is stale. */
+        backoff(&step);
+        tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    }
+}
+
+int chan__ring_recv(chan__ring_t *r, void *elem, int locked)
+{
+    if (!r->elem_size)
+        return count_recv(r, locked);
+    unsigned step = 0;
+    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        if ((head & CHAN_RING_WAIT) && !locked)
+            return CHAN_RING_BUSY;
+        size_t pos = CHAN_RING_POS(head);
+        unsigned char *slot = slot_at(r, pos);
+        /* Acquire: the sender's copy is visible once its stamp is. */
+        size_t stamp =
+            atomic_load_explicit(stamp_of(slot), memory_order_acquire);
+        if (stamp == pos + 1) {
+            size_t next = next_pos(r, pos) | (head & CHAN_RING_FLAGS);
+            if (atomic_compare_exchange_weak_explicit(
+                    &r->head, &head, next, memory_order_relaxed,
+                    memory_order_relaxed)) {
+                if (elem)
+                    memcpy(elem, slot + sizeof(size_t), r->elem_size);
+                atomic_store_explicit(stamp_of(slot), pos + r->one_lap,
+                                      memory_order_release);
+                return 1;
+            }
+            continue;
+        }
+        if (stamp == pos) {
+            /* Not filled yet: empty, unless a send is in progress.
+             * Acquire: a close seen here happened before we return. */
+            size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+            if (CHAN_RING_POS(tail) == pos)
+                return (tail & CHAN_RING_CLOSED) ? -EPIPE : 0;
+        }
+        backoff(&step);
+        head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    }
+}
+
+void chan__ring_close(chan__ring_t *r)
+{
+    atomic_fetch_or_explicit(&r->tail, CHAN_RING_CLOSED, memory_order_release);
+}
+
+void chan__ring_freeze(chan__ring_t *r, int on)
+{
+    if (r->frozen == on)
+        return;
+    r->frozen = on;
+    /* Relaxed: what matters is that the words change, which fails every
+     * lock-free CAS that read them before; and the lock orders the rest. */
+    if (on) {
+        atomic_fetch_or_explicit(&r->tail, CHAN_RING_WAIT, memory_order_relaxed);
+        atomic_fetch_or_explicit(&r->head, CHAN_RING_WAIT, memory_order_relaxed);
+    } else {
+        atomic_fetch_and_explicit(&r->tail, ~CHAN_RING_WAIT,
+                                  memory_order_relaxed);
+        atomic_fetch_and_explicit(&r->head, ~CHAN_RING_WAIT,
+                                  memory_order_relaxed);
+    }
+}
+
+size_t chan__ring_len(chan__ring_t *r)
+{
+    for (;;) {
+        size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+        /* A consistent pair: tail did not move while head was read. */
+        if (CHAN_RING_POS(atomic_load_explicit(
+                &r->tail, memory_order_acquire)) != CHAN_RING_POS(tail))
+            continue;
+        tail = CHAN_RING_POS(tail);
+        head = CHAN_RING_POS(head);
+        if (!r->elem_size)
+            return tail - head;
+        size_t hix = head & (r->one_lap - 1);
+        size_t tix = tail & (r->one_lap - 1);
+        if (hix < tix)
+            return tix - hix;
+        if (hix > tix)
+            return r->cap - hix + tix;
+        return tail == head ? 0 : r->cap;
+    }
+}
