@@ -12,7 +12,9 @@
  *    all four and one that receives on all four;
  *  - timed sends and receives with tiny timeouts racing each other, where a
  *    timeout must never lose or duplicate a value;
- *  - closes racing selects that send and receive.
+ *  - closes racing selects that send and receive;
+ *  - the ring of a buffered channel at odd capacities and element sizes
+ *    (every byte checked), and with elements of size 0.
  *
  * The checks run on the test thread after joining: worker threads only
  * count (Criterion assertions belong to the test's own thread).
@@ -229,6 +231,211 @@ Test(stress, single_producer_order_is_kept)
                      want, sp.n);
         test_thread_join(t);
         chan_release(sp.ch);
+    }
+}
+
+/*
+ * The ring of a buffered channel at several shapes: capacities that are and
+ * are not powers of two (so positions wrap laps at odd places), elements of
+ * odd sizes whose every byte is checked, and a mix of blocking, try and
+ * timed calls, so that lock-free operations race waiters that freeze and
+ * thaw the ring.
+ */
+struct shape_arg {
+    chan_t *ch;
+    struct ledger *l;
+    size_t size;    /* element size, >= sizeof(uint32_t) */
+    int id;
+};
+
+/* The element for v: v itself, then bytes that depend on v and position. */
+static void shape_fill(unsigned char *e, size_t size, uint32_t v)
+{
+    memcpy(e, &v, sizeof v);
+    for (size_t i = sizeof v; i < size; i++)
+        e[i] = (unsigned char)(v * 31u + i);
+}
+
+static int shape_ok(const unsigned char *e, size_t size, uint32_t *v)
+{
+    memcpy(v, e, sizeof *v);
+    for (size_t i = sizeof *v; i < size; i++)
+        if (e[i] != (unsigned char)(*v * 31u + i))
+            return 0;
+    return 1;
+}
+
+static void *shape_producer(void *arg)
+{
+    struct shape_arg *a = arg;
+    unsigned char e[128];
+    errno = ERRNO_MARK;
+    unsigned k = 0;
+    for (uint32_t v = (uint32_t)a->id; v < a->l->n; v += PRODUCERS, k++) {
+        shape_fill(e, a->size, v);
+        int rc;
+        switch (k % 3) {
+        case 0:
+            rc = chan_send(a->ch, e);
+            break;
+        case 1:
+            while ((rc = chan_trysend(a->ch, e)) == -EAGAIN)
+                sched_yield();
+            break;
+        default:
+            while ((rc = chan_timedsend(a->ch, e, 2000)) == -ETIMEDOUT)
+                ;
+            break;
+        }
+        if (rc != 0)
+            atomic_fetch_add(&a->l->errors, 1);
+    }
+    ledger_check_errno(a->l);
+    return NULL;
+}
+
+static void *shape_consumer(void *arg)
+{
+    struct shape_arg *a = arg;
+    struct order o;
+    order_init(&o);
+    unsigned char e[128];
+    errno = ERRNO_MARK;
+    for (unsigned k = 0;; k++) {
+        int rc;
+        switch (k % 3) {
+        case 0:
+            rc = chan_recv(a->ch, e);
+            break;
+        case 1:
+            while ((rc = chan_tryrecv(a->ch, e)) == -EAGAIN)
+                sched_yield();
+            break;
+        default:
+            while ((rc = chan_timedrecv(a->ch, e, 2000)) == -ETIMEDOUT)
+                ;
+            break;
+        }
+        if (rc == -EPIPE)
+            break;
+        uint32_t v;
+        if (rc != 0 || !shape_ok(e, a->size, &v)) {
+            atomic_fetch_add(&a->l->errors, 1);
+            continue;
+        }
+        order_see(&o, a->l, 0, v);
+        ledger_arrive(a->l, v);
+    }
+    ledger_check_errno(a->l);
+    return NULL;
+}
+
+Test(stress, ring_shapes)
+{
+    static const size_t caps[] = { 1, 3, 5, 64 };
+    static const size_t sizes[] = { 4, 7, 24, 100 };
+    for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+        size_t size = sizes[ci];
+        struct ledger l;
+        ledger_init(&l, (uint32_t)test_scaled(40000, 1000));
+        chan_t *ch = chan_make(size, caps[ci]);
+        cr_assert_not_null(ch);
+        struct shape_arg pa[PRODUCERS], ca[CONSUMERS];
+        pthread_t pt[PRODUCERS], ct[CONSUMERS];
+        for (int i = 0; i < CONSUMERS; i++) {
+            ca[i] = (struct shape_arg){ ch, &l, size, i };
+            ct[i] = test_thread_start(shape_consumer, &ca[i]);
+        }
+        for (int i = 0; i < PRODUCERS; i++) {
+            pa[i] = (struct shape_arg){ ch, &l, size, i };
+            pt[i] = test_thread_start(shape_producer, &pa[i]);
+        }
+        for (int i = 0; i < PRODUCERS; i++)
+            test_thread_join(pt[i]);
+        cr_assert_eq(chan_close(ch), 0);
+        for (int i = 0; i < CONSUMERS; i++)
+            test_thread_join(ct[i]);
+        cr_assert_eq(chan_len(ch), 0);
+        chan_release(ch);
+        char what[64];
+        snprintf(what, sizeof what, "capacity %zu, %zu-byte elements",
+                 caps[ci], size);
+        ledger_check_all(&l, what);
+    }
+}
+
+/*
+ * Elements of size 0: the ring is two counters.  Exactly as many receives
+ * succeed as sends did, none after the channel is closed and drained, and
+ * the count never goes above the capacity.
+ */
+struct zero_arg {
+    chan_t *ch;
+    long n;                /* sends per producer */
+    atomic_long *received;
+    atomic_long *errors;
+};
+
+static void *zero_producer(void *arg)
+{
+    struct zero_arg *a = arg;
+    for (long i = 0; i < a->n; i++) {
+        int rc;
+        if (i % 2)
+            rc = chan_send(a->ch, NULL);
+        else
+            while ((rc = chan_trysend(a->ch, NULL)) == -EAGAIN)
+                sched_yield();
+        if (rc != 0)
+            atomic_fetch_add(a->errors, 1);
+        if (chan_len(a->ch) > chan_cap(a->ch))
+            atomic_fetch_add(a->errors, 1);
+    }
+    return NULL;
+}
+
+static void *zero_consumer(void *arg)
+{
+    struct zero_arg *a = arg;
+    int rc;
+    for (long k = 0;; k++) {
+        if (k % 2)
+            rc = chan_recv(a->ch, NULL);
+        else
+            while ((rc = chan_tryrecv(a->ch, NULL)) == -EAGAIN)
+                sched_yield();
+        if (rc != 0)
+            break;
+        atomic_fetch_add(a->received, 1);
+    }
+    if (rc != -EPIPE)
+        atomic_fetch_add(a->errors, 1);
+    return NULL;
+}
+
+Test(stress, zero_size_elements)
+{
+    static const size_t caps[] = { 1, 7 };
+    for (size_t ci = 0; ci < 2; ci++) {
+        atomic_long received = 0, errors = 0;
+        long n = test_scaled(20000, 500);
+        chan_t *ch = chan_make(0, caps[ci]);
+        cr_assert_not_null(ch);
+        struct zero_arg a = { ch, n, &received, &errors };
+        pthread_t pt[4], ct[4];
+        for (int i = 0; i < 4; i++)
+            ct[i] = test_thread_start(zero_consumer, &a);
+        for (int i = 0; i < 4; i++)
+            pt[i] = test_thread_start(zero_producer, &a);
+        for (int i = 0; i < 4; i++)
+            test_thread_join(pt[i]);
+        cr_assert_eq(chan_close(ch), 0);
+        for (int i = 0; i < 4; i++)
+            test_thread_join(ct[i]);
+        cr_assert_eq(atomic_load(&errors), 0, "capacity %zu", caps[ci]);
+        cr_assert_eq(atomic_load(&received), 4 * n, "capacity %zu", caps[ci]);
+        cr_assert_eq(chan_len(ch), 0);
+        chan_release(ch);
     }
 }
 
