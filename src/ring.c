@@ -30,20 +30,31 @@ static inline size_t next_pos(chan__ring_t *r, size_t pos)
     return (pos & ~(r->one_lap - 1)) + r->one_lap; /* index 0, next lap */
 }
 
+/* Backoff after losing a CAS to another thread: CPU pauses, doubling up
+ * to 64.  Racing at once again would only bounce the cache line between
+ * the two; stepping back lets the winner do a few operations in a row. */
+#define SPIN_LIMIT 6
+
+static void spin(unsigned *step)
+{
+    unsigned n = 1u << (*step < SPIN_LIMIT ? *step : SPIN_LIMIT);
+    for (unsigned i = 0; i < n; i++)
+        chan__cpu_relax();
+    if (*step <= SPIN_LIMIT)
+        (*step)++;
+}
+
 /*
  * Waiting for a peer's operation in progress (or for a stale position to
- * catch up): a few rounds of CPU pauses, doubling, then give the CPU away
- * in case the peer was preempted between its CAS and its stamp store.
+ * catch up): the same pauses, then give the CPU away in case the peer was
+ * preempted between its CAS and its stamp store.
  */
 static void backoff(unsigned *step)
 {
-    if (*step < 6) {
-        for (unsigned i = 0; i < 1u << *step; i++)
-            chan__cpu_relax();
-        (*step)++;
-    } else {
+    if (*step < SPIN_LIMIT)
+        spin(step);
+    else
         sched_yield();
-    }
 }
 
 void chan__ring_init(chan__ring_t *r, unsigned char *slots, size_t cap,
@@ -136,7 +147,8 @@ int chan__ring_send(chan__ring_t *r, const void *elem, int locked)
                                       memory_order_release);
                 return 1;
             }
-            continue; /* tail was reloaded by the failed CAS */
+            spin(&step); /* tail was reloaded by the failed CAS */
+            continue;
         }
         if (stamp + r->one_lap == pos + 1) {
             /* The slot still holds the value sent one lap ago: the ring
@@ -177,6 +189,7 @@ int chan__ring_recv(chan__ring_t *r, void *elem, int locked)
                                       memory_order_release);
                 return 1;
             }
+            spin(&step);
             continue;
         }
         if (stamp == pos) {
