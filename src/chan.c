@@ -214,6 +214,11 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     }
 
     chan__lock(&ch->lock);
+    /* Likely to wait on a buffered channel: freeze its ring first, so that
+     * what the attempt sees stays true until we are queued (chan_impl.h).
+     * Unlocking thaws it again if we do not queue. */
+    if (ch->cap && timeout_ns != 0)
+        chan__freeze_for(ch, is_send);
     if (attempt(ch, is_send, elem, &rc))
         return rc;
     if (timeout_ns == 0) {
@@ -221,14 +226,6 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         return -EAGAIN;
     }
     int64_t deadline = chan__deadline(timeout_ns);
-
-    /* About to wait on a buffered channel: freeze its ring and look once
-     * more (chan_impl.h). */
-    if (ch->cap) {
-        chan__ring_freeze(&ch->ring, 1);
-        if (attempt(ch, is_send, elem, &rc))
-            return rc;
-    }
 
     chan__sel_t sel;
     chan__waiter_t w = { .elem = elem, .index = 0 };

@@ -6,19 +6,22 @@
  * unbuffered one has none.  Everything else (close, the wait queues, the
  * hand-off to a waiter) happens under ch->lock, as in Go's runtime.
  *
- * The two meet at the ring's RING_WAIT flag ("frozen").  While a buffered
- * channel has no waiter, sends and receives that the ring can take go
- * through it without the lock; any other case takes the lock.  Before a
+ * The two meet at the ring's RING_WAIT flags ("frozen").  While a
+ * buffered channel has no waiter, sends and receives that the ring can take
+ * go through it without the lock; any other case takes the lock.  Before a
  * waiter is queued on a buffered channel, the lock holder freezes the ring
- * (chan__ring_freeze), which makes every lock-free operation fail over to
- * the lock, then looks at the ring again: what it sees then stays true
- * while it holds the lock.  The ring stays frozen while either queue holds
- * a waiter and thaws when the last one leaves (chan__unlock_ch).  So every
- * rule below holds as it would with a lock around the whole channel, and
- * blocked senders and receivers are served first come, first served.
+ * (chan__freeze_for), which makes the lock-free operations that could break
+ * the rules below fail over to the lock, then looks at the ring: what it
+ * sees then stays true while it holds the lock.  The ring stays frozen
+ * while a queue holds a waiter and thaws when the last one leaves
+ * (chan__unlock_ch; ring.h, "Freezing levels", says how much is frozen
+ * when).  So every rule below holds as it would with a lock around the
+ * whole channel, and blocked senders and receivers are served first come,
+ * first served.
  *
  * Invariants (with ch->lock held):
- *   - A buffered channel with a waiter in either queue is frozen.
+ *   - A buffered channel with a waiter in sendq is frozen at both ends; one
+ *     with a waiter in recvq only, at the tail.
  *   - A frozen ring holding a value has no live waiter in recvq; a frozen
  *     ring with room has none in sendq (a buffered channel never lets a
  *     sender wait while there is room, nor a receiver while there is a
@@ -84,14 +87,31 @@ struct chan {
 
 /*
  * chan__unlock_ch - release ch->lock, first thawing a buffered channel's
- * ring if no waiter is left in either queue.  Every path that takes
- * ch->lock releases it this way.
+ * ring as far as its waiters allow (ring.h, "Freezing levels").  Every
+ * path that takes ch->lock releases it this way.
  */
 static inline void chan__unlock_ch(chan_t *ch)
 {
-    if (ch->ring.frozen && !ch->recvq.head && !ch->sendq.head)
-        chan__ring_freeze(&ch->ring, 0);
+    if (ch->ring.frozen) {
+        int need = ch->sendq.head   ? CHAN_FROZEN_BOTH
+                   : ch->recvq.head ? CHAN_FROZEN_TAIL
+                                    : CHAN_FROZEN_NONE;
+        if (need < ch->ring.frozen)
+            chan__ring_freeze(&ch->ring, need);
+    }
     chan__unlock(&ch->lock);
+}
+
+/*
+ * chan__freeze_for - freeze buffered ch's ring as much as a send (is_send)
+ * or receive about to wait needs, before it looks at the ring for the last
+ * time.  ch->lock held.
+ */
+static inline void chan__freeze_for(chan_t *ch, int is_send)
+{
+    int need = is_send ? CHAN_FROZEN_BOTH : CHAN_FROZEN_TAIL;
+    if (ch->ring.frozen < need)
+        chan__ring_freeze(&ch->ring, need);
 }
 
 /*

@@ -209,22 +209,27 @@ void chan__ring_close(chan__ring_t *r)
     atomic_fetch_or_explicit(&r->tail, CHAN_RING_CLOSED, memory_order_release);
 }
 
-void chan__ring_freeze(chan__ring_t *r, int on)
+/* Sets (on) or clears RING_WAIT in *word. */
+static void set_wait(_Atomic size_t *word, int on)
 {
-    if (r->frozen == on)
+    /* Relaxed: what matters is that the word changes, which fails every
+     * lock-free CAS that read it before; the lock orders the rest. */
+    if (on)
+        atomic_fetch_or_explicit(word, CHAN_RING_WAIT, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(word, ~CHAN_RING_WAIT, memory_order_relaxed);
+}
+
+void chan__ring_freeze(chan__ring_t *r, int level)
+{
+    int was = r->frozen;
+    if (was == level)
         return;
-    r->frozen = on;
-    /* Relaxed: what matters is that the words change, which fails every
-     * lock-free CAS that read them before; and the lock orders the rest. */
-    if (on) {
-        atomic_fetch_or_explicit(&r->tail, CHAN_RING_WAIT, memory_order_relaxed);
-        atomic_fetch_or_explicit(&r->head, CHAN_RING_WAIT, memory_order_relaxed);
-    } else {
-        atomic_fetch_and_explicit(&r->tail, ~CHAN_RING_WAIT,
-                                  memory_order_relaxed);
-        atomic_fetch_and_explicit(&r->head, ~CHAN_RING_WAIT,
-                                  memory_order_relaxed);
-    }
+    r->frozen = level;
+    if ((was >= CHAN_FROZEN_TAIL) != (level >= CHAN_FROZEN_TAIL))
+        set_wait(&r->tail, level >= CHAN_FROZEN_TAIL);
+    if ((was == CHAN_FROZEN_BOTH) != (level == CHAN_FROZEN_BOTH))
+        set_wait(&r->head, level == CHAN_FROZEN_BOTH);
 }
 
 size_t chan__ring_len(chan__ring_t *r)

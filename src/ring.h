@@ -24,8 +24,19 @@
  *                           sees it backs off with CHAN_RING_BUSY, and one
  *                           that read the word before it was set fails its
  *                           CAS, because the word changed.  So once the lock
- *                           holder has set it, the ring moves only under
- *                           the lock, and what it then sees stays true.
+ *                           holder has set it, that end of the ring moves
+ *                           only under the lock, and what it then sees of
+ *                           that end stays true.
+ *
+ * Freezing levels.  Receivers wait only on an empty ring, and what must
+ * not happen then is a value slipping in past them: freezing tail alone
+ * (CHAN_FROZEN_TAIL) sends every sender to the lock, where it hands its
+ * value to the oldest receiver.  Receivers may still take from head
+ * without the lock, but there is nothing to take that a waiter should
+ * have had.  Senders wait only on a full ring, and then both ends must be
+ * frozen (CHAN_FROZEN_BOTH): a receive has to refill the slot it frees
+ * from the oldest waiting sender, under the lock, before anyone else can
+ * send into it.
  *
  * Slots.  Each slot starts with its stamp, then the element.  For the
  * position pos whose index is the slot's:
@@ -68,6 +79,9 @@
 /* Returned by a lock-free ring operation that found RING_WAIT set. */
 enum { CHAN_RING_BUSY = 2 };
 
+/* How much of a ring is frozen (see "Freezing levels" above). */
+enum { CHAN_FROZEN_NONE = 0, CHAN_FROZEN_TAIL = 1, CHAN_FROZEN_BOTH = 2 };
+
 typedef struct chan__ring {
     /* Read-only after chan__ring_init. */
     unsigned char *slots;     /* cap slots of stride bytes */
@@ -75,7 +89,7 @@ typedef struct chan__ring {
     size_t stride;            /* bytes per slot: the stamp, then the element */
     size_t elem_size;         /* bytes per element (may be 0) */
     size_t one_lap;           /* smallest power of two > cap */
-    int frozen;               /* RING_WAIT is set; guarded by the chan lock */
+    int frozen;               /* CHAN_FROZEN_*; guarded by the chan lock */
 
     _Alignas(CHAN_CACHELINE)
     _Atomic size_t tail;      /* next position to send to, and flags */
@@ -122,10 +136,10 @@ CHAN_INTERNAL int chan__ring_recv(chan__ring_t *r, void *elem, int locked);
 CHAN_INTERNAL void chan__ring_close(chan__ring_t *r);
 
 /*
- * chan__ring_freeze - set (on) or clear RING_WAIT in head and tail, if it
- * is not already so.  Channel lock held.
+ * chan__ring_freeze - set or clear RING_WAIT in tail and head so that the
+ * ring is frozen to level (CHAN_FROZEN_*).  Channel lock held.
  */
-CHAN_INTERNAL void chan__ring_freeze(chan__ring_t *r, int on);
+CHAN_INTERNAL void chan__ring_freeze(chan__ring_t *r, int level);
 
 /* chan__ring_len - the number of values buffered, a snapshot. */
 CHAN_INTERNAL size_t chan__ring_len(chan__ring_t *r);

@@ -10,9 +10,11 @@
  *      the ring can take.
  *   1. Lock every distinct channel once, in address order.  Walk the poll
  *      order and perform the first case that can complete at once.
- *   2. If none can, freeze the rings of the buffered channels and poll once
- *      more (chan_impl.h); then queue one waiter per case, all sharing one
- *      sel, unlock and park.
+ *      Unless this is a try (timeout 0), freeze the rings of the buffered
+ *      channels first (chan_impl.h), so that what this pass sees holds
+ *      until pass 2 is done.
+ *   2. If none can, queue one waiter per case, all sharing one sel,
+ *      unlock and park.
  *   3. Once claimed (by a peer or a close) or timed out, relock every
  *      channel and unlink the waiters that are still queued.
  *
@@ -238,6 +240,15 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     }
 
     lock_all(cases, s->lock, n);
+    /* Likely to wait: freeze the rings first, so that what pass 1 sees
+     * stays true until the waiters are queued (chan_impl.h).  Unlocking
+     * thaws them again if we do not queue. */
+    if (buffered && timeout_ns != 0)
+        for (size_t i = 0; i < n; i++) {
+            chan_case_t *c = &cases[s->lock[i]];
+            if (c->ch->cap)
+                chan__freeze_for(c->ch, c->op == CHAN_SEND);
+        }
     if ((ready_case = poll_cases(cases, s, n)) >= 0)
         return ready_case;
     if (timeout_ns == 0) {
@@ -245,15 +256,6 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
         return -EAGAIN;
     }
     int64_t deadline = chan__deadline(timeout_ns);
-
-    /* About to wait: freeze the rings and look once more (chan_impl.h). */
-    if (buffered) {
-        for (size_t i = 0; i < n; i++)
-            if (cases[s->lock[i]].ch->cap)
-                chan__ring_freeze(&cases[s->lock[i]].ch->ring, 1);
-        if ((ready_case = poll_cases(cases, s, n)) >= 0)
-            return ready_case;
-    }
 
     /* Pass 2: a waiter on every channel, in lock order. */
     chan__sel_t sel;
