@@ -63,9 +63,6 @@ void __tsan_destroy_fiber(void *fiber);
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 #ifndef PIDFD_SELF_PROCESS
 #define PIDFD_SELF_PROCESS (-10001)
 #endif
@@ -170,30 +167,6 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
     return i;
 }
 
-/*
- * Faults in the top page of each of the n stacks at base (one apart), the
- * page every task touches first, in one system call instead of n page
- * faults, where the kernel takes vectors of advice for the calling
- * process (the same kernels that take the vector of guard pages).  Only
- * an optimisation: nothing happens elsewhere.
- */
-static void populate_tops(char *base, size_t one, size_t page, unsigned n)
-{
-#if defined(__linux__) && defined(SYS_process_madvise)
-    if (n < 2 || __atomic_load_n(&guard_way, __ATOMIC_RELAXED) != GUARD_VECTOR)
-        return;
-    struct iovec iov[CHAN_STACK_BATCH_MAX];
-    for (unsigned k = 0; k < n; k++) {
-        iov[k].iov_base = base + (k + 1) * one - page;
-        iov[k].iov_len = page;
-    }
-    (void)syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, (size_t)n,
-                  MADV_POPULATE_WRITE, 0u);
-#else
-    (void)base, (void)one, (void)page, (void)n;
-#endif
-}
-
 /* Set up the node of a new stack for the tools that watch stacks. */
 static void *stack_init(char *lo, size_t size)
 {
@@ -234,7 +207,6 @@ unsigned chan__stack_new(size_t size, void **out, unsigned n)
         return 0;
     }
     unsigned made = guard(base, one, page, n);
-    populate_tops(base, one, page, made);
     for (unsigned i = 0; i < made; i++)
         out[i] = stack_init(base + i * one + page, size);
     if (made < n && munmap(base + made * one, (n - made) * one) != 0)
