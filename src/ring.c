@@ -30,6 +30,22 @@ static inline size_t next_pos(chan__ring_t *r, size_t pos)
     return (pos & ~(r->one_lap - 1)) + r->one_lap; /* index 0, next lap */
 }
 
+/*
+ * Moves *word from *seen to next, as a CAS that reloads *seen on failure.
+ * A word with RING_WAIT set changes only under the channel lock (ring.h),
+ * so whoever sees it set here holds the lock (others returned BUSY) and
+ * needs no read-modify-write: a plain store does.
+ */
+static inline int claim(_Atomic size_t *word, size_t *seen, size_t next)
+{
+    if (*seen & CHAN_RING_WAIT) {
+        atomic_store_explicit(word, next, memory_order_relaxed);
+        return 1;
+    }
+    return atomic_compare_exchange_weak_explicit(
+        word, seen, next, memory_order_relaxed, memory_order_relaxed);
+}
+
 /* Backoff after losing a CAS to another thread: CPU pauses, doubling up
  * to 64.  Racing at once again would only bounce the cache line between
  * the two; stepping back lets the winner do a few operations in a row. */
@@ -139,9 +155,7 @@ int chan__ring_send(chan__ring_t *r, const void *elem, int locked)
             /* The flags go along unchanged: a CAS that would drop one
              * set meanwhile fails instead. */
             size_t next = next_pos(r, pos) | (tail & CHAN_RING_FLAGS);
-            if (atomic_compare_exchange_weak_explicit(
-                    &r->tail, &tail, next, memory_order_relaxed,
-                    memory_order_relaxed)) {
+            if (claim(&r->tail, &tail, next)) {
                 memcpy(slot + sizeof(size_t), elem, r->elem_size);
                 atomic_store_explicit(stamp_of(slot), pos + 1,
                                       memory_order_release);
@@ -180,9 +194,7 @@ int chan__ring_recv(chan__ring_t *r, void *elem, int locked)
             atomic_load_explicit(stamp_of(slot), memory_order_acquire);
         if (stamp == pos + 1) {
             size_t next = next_pos(r, pos) | (head & CHAN_RING_FLAGS);
-            if (atomic_compare_exchange_weak_explicit(
-                    &r->head, &head, next, memory_order_relaxed,
-                    memory_order_relaxed)) {
+            if (claim(&r->head, &head, next)) {
                 if (elem)
                     memcpy(elem, slot + sizeof(size_t), r->elem_size);
                 atomic_store_explicit(stamp_of(slot), pos + r->one_lap,
