@@ -62,6 +62,8 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     if (capacity)
         chan__ring_init(&ch->ring, (unsigned char *)ch + CHAN_HDR_SIZE,
                         capacity, elem_size);
+    if (capacity == 1) /* for good: see chan_impl.h */
+        chan__ring_freeze(&ch->ring, CHAN_FROZEN_BOTH);
     atomic_init(&ch->closed, 0);
     atomic_init(&ch->refs, 1);
     return ch;
