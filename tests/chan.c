@@ -309,6 +309,39 @@ Test(chan, len_and_cap)
     chan_release(c);
 }
 
+/* While a sender waits on a full channel, len still counts the buffer, a
+ * try must not slip past the waiter, and a receive moves the waiter's
+ * value in behind the buffered ones.  Capacity 1 and 3, over several laps
+ * of the buffer. */
+Test(chan, len_and_order_while_a_sender_waits)
+{
+    static const size_t caps[] = { 1, 3 };
+    for (size_t k = 0; k < 2; k++) {
+        size_t cap = caps[k];
+        chan_t *c = chan_make(sizeof(int), cap);
+        int next_in = 0, next_out = 0, v;
+        for (int lap = 0; lap < 5; lap++) {
+            while (chan_len(c) < cap)
+                cr_assert_eq(chan_send(c, &(int){ next_in++ }), 0);
+            struct op s;
+            op_start_blocked(&s, c, OP_SEND, next_in++, 0);
+            cr_assert_eq(chan_len(c), cap, "capacity %zu", cap);
+            cr_assert_eq(chan_trysend(c, &(int){ -1 }), -EAGAIN);
+            cr_assert_eq(chan_recv(c, &v), 0);
+            cr_assert_eq(v, next_out++, "capacity %zu", cap);
+            cr_assert_eq(op_join(&s), 0);
+            cr_assert_eq(chan_len(c), cap, "capacity %zu", cap);
+            for (size_t i = 0; i < cap; i++) {
+                cr_assert_eq(chan_tryrecv(c, &v), 0);
+                cr_assert_eq(v, next_out++, "capacity %zu", cap);
+                cr_assert_eq(chan_len(c), cap - 1 - i);
+            }
+            cr_assert_eq(chan_tryrecv(c, &v), -EAGAIN);
+        }
+        chan_release(c);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Buffered channels                                                  */
 
