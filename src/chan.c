@@ -111,7 +111,7 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
 {
     if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
         return -EPIPE;
-    chan__waiter_t *w = chan__waitq_claim(&ch->recvq);
+    chan__waiter_t *w = ch->recvq.head ? chan__waitq_claim(&ch->recvq) : NULL;
     if (w) {
         /* Straight to the receiver: one copy, no detour through the ring
          * (which is empty: receivers only wait on an empty one). */
@@ -119,7 +119,7 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
         *wake = fire(w, 0);
         return 1;
     }
-    if (ch->cap)
+    if (ch->cap && !chan__ring_would_block(&ch->ring, 1))
         return chan__ring_send(&ch->ring, elem, 1);
     return 0;
 }
@@ -127,21 +127,25 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
 int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
 {
     if (ch->cap) {
+        /* Empty, or closed and drained: no sender can be waiting then,
+         * as senders wait only on a full ring. */
+        if (chan__ring_would_block(&ch->ring, 0))
+            return 0;
         int r = chan__ring_recv(&ch->ring, elem, 1);
-        if (r != 0) {
-            if (r < 0)
-                return r;
-            /* The ring has room again: move the oldest blocked sender's
-             * value in at the tail, so FIFO order across ring and queue
-             * holds.  A sender waits only on a full, frozen ring, so the
-             * room is the one just made. */
+        if (r <= 0)
+            return r;
+        /* The ring has room again: move the oldest blocked sender's value
+         * in at the tail, so FIFO order across ring and queue holds.  A
+         * sender waits only on a full, frozen ring, so the room is the one
+         * just made. */
+        if (ch->sendq.head) {
             chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
             if (w) {
                 chan__assert(chan__ring_send(&ch->ring, w->elem, 1) == 1);
                 *wake = fire(w, 0);
             }
-            return 1;
         }
+        return 1;
     }
     chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
     if (w) {
@@ -199,7 +203,7 @@ static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
 static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 {
     int rc;
-    if (ch->cap) {
+    if (ch->cap > 1) { /* (capacity 1 is always frozen: chan_impl.h) */
         /* Nobody waits and the ring can take it: done without the lock. */
         int r = ring_try(ch, is_send, elem);
         if (r == 0 && timeout_ns != 0 && !chan__park_self()->ops &&

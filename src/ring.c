@@ -16,6 +16,16 @@ static inline _Atomic size_t *stamp_of(unsigned char *slot)
     return (_Atomic size_t *)(void *)slot;
 }
 
+/*
+ * Stamps are kept less the slot's index, so that they all start at 0: for
+ * position pos the stored stamp is compared with lap_of(pos), pos less its
+ * index, where ring.h's rules compare the stamp with pos.
+ */
+static inline size_t lap_of(chan__ring_t *r, size_t pos)
+{
+    return pos & ~(r->one_lap - 1);
+}
+
 static inline unsigned char *slot_at(chan__ring_t *r, size_t pos)
 {
     return r->slots + (pos & (r->one_lap - 1)) * r->stride;
@@ -89,9 +99,10 @@ void chan__ring_init(chan__ring_t *r, unsigned char *slots, size_t cap,
         while (lap <= cap)
             lap <<= 1;
     r->one_lap = lap;
+    /* Every stamp starts at 0, "free for lap 0" (see lap_of): one memset,
+     * not a loop. */
     if (elem_size)
-        for (size_t i = 0; i < cap; i++)
-            atomic_init(stamp_of(slots + i * r->stride), i);
+        memset(slots, 0, cap * r->stride);
     atomic_init(&r->tail, 0);
     atomic_init(&r->head, 0);
 }
@@ -149,22 +160,23 @@ int chan__ring_send(chan__ring_t *r, const void *elem, int locked)
         size_t pos = CHAN_RING_POS(tail);
         unsigned char *slot = slot_at(r, pos);
         /* Acquire: the receive that freed the slot is done with it. */
+        size_t lap = lap_of(r, pos);
         size_t stamp =
             atomic_load_explicit(stamp_of(slot), memory_order_acquire);
-        if (stamp == pos) {
+        if (stamp == lap) {
             /* The flags go along unchanged: a CAS that would drop one
              * set meanwhile fails instead. */
             size_t next = next_pos(r, pos) | (tail & CHAN_RING_FLAGS);
             if (claim(&r->tail, &tail, next)) {
                 memcpy(slot + sizeof(size_t), elem, r->elem_size);
-                atomic_store_explicit(stamp_of(slot), pos + 1,
+                atomic_store_explicit(stamp_of(slot), lap + 1,
                                       memory_order_release);
                 return 1;
             }
             spin(&step); /* tail was reloaded by the failed CAS */
             continue;
         }
-        if (stamp + r->one_lap == pos + 1) {
+        if (stamp + r->one_lap == lap + 1) {
             /* The slot still holds the value sent one lap ago: the ring
              * is full, unless its receive is in progress. */
             size_t head = CHAN_RING_POS(
@@ -190,21 +202,22 @@ int chan__ring_recv(chan__ring_t *r, void *elem, int locked)
         size_t pos = CHAN_RING_POS(head);
         unsigned char *slot = slot_at(r, pos);
         /* Acquire: the sender's copy is visible once its stamp is. */
+        size_t lap = lap_of(r, pos);
         size_t stamp =
             atomic_load_explicit(stamp_of(slot), memory_order_acquire);
-        if (stamp == pos + 1) {
+        if (stamp == lap + 1) {
             size_t next = next_pos(r, pos) | (head & CHAN_RING_FLAGS);
             if (claim(&r->head, &head, next)) {
                 if (elem)
                     memcpy(elem, slot + sizeof(size_t), r->elem_size);
-                atomic_store_explicit(stamp_of(slot), pos + r->one_lap,
+                atomic_store_explicit(stamp_of(slot), lap + r->one_lap,
                                       memory_order_release);
                 return 1;
             }
             spin(&step);
             continue;
         }
-        if (stamp == pos) {
+        if (stamp == lap) {
             /* Not filled yet: empty, unless a send is in progress.
              * Acquire: a close seen here happened before we return. */
             size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);

@@ -147,12 +147,12 @@ static int wait_nothing(int64_t timeout_ns)
     return rc;
 }
 
-/* Whether any case is on a buffered channel, the only kind worth watching
- * (chan__watch in chan_impl.h). */
-static int any_buffered(chan_case_t *cases, const struct scratch *s, size_t n)
+/* Whether any case is on a channel with a ring that is not frozen for
+ * good, the only kind worth watching (chan__watch in chan_impl.h). */
+static int any_ring(chan_case_t *cases, const struct scratch *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (cases[s->poll[i]].ch->cap)
+        if (cases[s->poll[i]].ch->cap > 1)
             return 1;
     return 0;
 }
@@ -168,7 +168,7 @@ static int watch_any(chan_case_t *cases, const struct scratch *s, size_t n)
         for (size_t i = 0; i < n; i++) {
             chan_t *ch = cases[s->poll[i]].ch;
             /* Relaxed: a hint; the passes decide. */
-            if (ch->cap && chan__ring_ready_hint(
+            if (ch->cap > 1 && chan__ring_ready_hint(
                                &ch->ring, cases[s->poll[i]].op == CHAN_SEND))
                 return 1;
         }
@@ -188,7 +188,7 @@ static int poll_rings(chan_case_t *cases, const struct scratch *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         chan_case_t *c = &cases[s->poll[i]];
-        if (!c->ch->cap)
+        if (c->ch->cap <= 1) /* capacity 1 is always frozen (chan_impl.h) */
             return -2;
         int rc = c->op == CHAN_SEND ? chan__ring_send(&c->ch->ring, c->elem, 0)
                                     : chan__ring_recv(&c->ch->ring, c->elem, 0);
@@ -230,8 +230,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
         return ready_case;
     if (ready_case == -1 && timeout_ns == 0)
         return -EAGAIN; /* all buffered, none ready, nobody waiting */
-    int buffered = any_buffered(cases, s, n);
-    if (timeout_ns != 0 && buffered && !chan__park_self()->ops &&
+    if (timeout_ns != 0 && any_ring(cases, s, n) && !chan__park_self()->ops &&
         watch_any(cases, s, n)) {
         /* A plain thread watches the buffered cases for a moment before
          * it locks and queues (chan__watch explains why). */
@@ -243,10 +242,10 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     /* Likely to wait: freeze the rings first, so that what pass 1 sees
      * stays true until the waiters are queued (chan_impl.h).  Unlocking
      * thaws them again if we do not queue. */
-    if (buffered && timeout_ns != 0)
+    if (timeout_ns != 0)
         for (size_t i = 0; i < n; i++) {
             chan_case_t *c = &cases[s->lock[i]];
-            if (c->ch->cap)
+            if (c->ch->cap > 1)
                 chan__freeze_for(c->ch, c->op == CHAN_SEND);
         }
     if ((ready_case = poll_cases(cases, s, n)) >= 0)
