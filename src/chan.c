@@ -37,25 +37,28 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
 {
     size_t bytes = 0;
     if (elem_size && capacity) {
-        /* Leave room for the header and the rounding up below, so that
-         * the size passed to aligned_alloc cannot wrap around. */
+        /* Leave room for the header and the alignment below, so that the
+         * size passed to malloc cannot wrap around. */
         size_t stride = chan__ring_stride(elem_size);
         if (!stride ||
             capacity > (SIZE_MAX - CHAN_HDR_SIZE - CHAN_CACHELINE) / stride)
             return NULL;
         bytes = stride * capacity;
     }
-    /* A failing aligned_alloc sets errno to ENOMEM; this API leaves the
-     * caller's errno alone, so put it back. */
+    /* A failing malloc sets errno to ENOMEM; this API leaves the caller's
+     * errno alone, so put it back.  Aligned by hand rather than with
+     * aligned_alloc: glibc's leaves a small fragment in front of the block
+     * that makes every later free of a large channel sweep its fastbins. */
     int saved_errno = errno;
-    chan_t *ch = aligned_alloc(CHAN_CACHELINE,
-                               (CHAN_HDR_SIZE + bytes + CHAN_CACHELINE - 1) &
-                                   ~(size_t)(CHAN_CACHELINE - 1));
-    if (!ch) {
+    void *mem = malloc(CHAN_HDR_SIZE + bytes + CHAN_CACHELINE - 1);
+    if (!mem) {
         errno = saved_errno;
         return NULL;
     }
+    chan_t *ch = (chan_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
+                            ~(uintptr_t)(CHAN_CACHELINE - 1));
     memset(ch, 0, sizeof *ch);
+    ch->mem = mem;
     chan__lock_init(&ch->lock);
     ch->elem_size = elem_size;
     ch->cap = capacity;
@@ -90,7 +93,7 @@ void chan_release(chan_t *ch)
         return;
     if (ch->finalize)
         ch->finalize(ch);
-    free(ch);
+    free(ch->mem);
 }
 
 static inline void copy(void *dst, const void *src, size_t n)

@@ -92,6 +92,7 @@ struct chan {
      */
     void (*finalize)(chan_t *ch);
     void *owner;              /* the finalizer's data (a timer, ...) */
+    void *mem;                /* what malloc returned, for free */
 };
 
 /*
