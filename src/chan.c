@@ -122,7 +122,7 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
         *wake = fire(w, 0);
         return 1;
     }
-    if (ch->cap && !chan__ring_would_block(&ch->ring, 1))
+    if (ch->cap && !!chan__ring_ready_hint(&ch->ring, 1))
         return chan__ring_send(&ch->ring, elem, 1);
     return 0;
 }
@@ -132,7 +132,7 @@ int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
     if (ch->cap) {
         /* Empty, or closed and drained: no sender can be waiting then,
          * as senders wait only on a full ring. */
-        if (chan__ring_would_block(&ch->ring, 0))
+        if (!chan__ring_ready_hint(&ch->ring, 0))
             return 0;
         int r = chan__ring_recv(&ch->ring, elem, 1);
         if (r <= 0)

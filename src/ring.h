@@ -154,26 +154,11 @@ static inline int chan__ring_full(chan__ring_t *r, size_t head, size_t tail)
 }
 
 /*
- * chan__ring_would_block - whether a send (is_send) or a receive would find
- * the ring full or empty (and not closed) right now: a quick look for the
- * channel lock's holder before the full operation.  Relaxed loads: the
- * answer is only ever "at this moment", as the operation's would be.
- */
-static inline int chan__ring_would_block(chan__ring_t *r, int is_send)
-{
-    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    if (tail & CHAN_RING_CLOSED)
-        return 0;
-    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    head = CHAN_RING_POS(head);
-    tail = CHAN_RING_POS(tail);
-    return is_send ? chan__ring_full(r, head, tail) : head == tail;
-}
-
-/*
  * chan__ring_ready_hint - whether a send (is_send) or a receive looks
- * possible now: room or a value, or closed.  Relaxed loads, for spinning
- * on before taking the lock; the ring operation decides.
+ * possible now: room or a value, or closed.  Relaxed loads: for spinning on
+ * before taking the lock, and for the lock holder's quick look before the
+ * full operation; the answer is only ever "at this moment", and the ring
+ * operation decides.
  */
 static inline int chan__ring_ready_hint(chan__ring_t *r, int is_send)
 {

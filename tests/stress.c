@@ -265,6 +265,27 @@ static int shape_ok(const unsigned char *e, size_t size, uint32_t *v)
     return 1;
 }
 
+/* One send (is_send) or receive of e: the blocking, try or timed call by
+ * turns (k), the last two retried until they go through. */
+static int shape_op(chan_t *ch, int is_send, unsigned char *e, unsigned k)
+{
+    int rc;
+    switch (k % 3) {
+    case 0:
+        return is_send ? chan_send(ch, e) : chan_recv(ch, e);
+    case 1:
+        while ((rc = is_send ? chan_trysend(ch, e) : chan_tryrecv(ch, e)) ==
+               -EAGAIN)
+            sched_yield();
+        return rc;
+    default:
+        while ((rc = is_send ? chan_timedsend(ch, e, 2000)
+                             : chan_timedrecv(ch, e, 2000)) == -ETIMEDOUT)
+            ;
+        return rc;
+    }
+}
+
 static void *shape_producer(void *arg)
 {
     struct shape_arg *a = arg;
@@ -273,21 +294,7 @@ static void *shape_producer(void *arg)
     unsigned k = 0;
     for (uint32_t v = (uint32_t)a->id; v < a->l->n; v += PRODUCERS, k++) {
         shape_fill(e, a->size, v);
-        int rc;
-        switch (k % 3) {
-        case 0:
-            rc = chan_send(a->ch, e);
-            break;
-        case 1:
-            while ((rc = chan_trysend(a->ch, e)) == -EAGAIN)
-                sched_yield();
-            break;
-        default:
-            while ((rc = chan_timedsend(a->ch, e, 2000)) == -ETIMEDOUT)
-                ;
-            break;
-        }
-        if (rc != 0)
+        if (shape_op(a->ch, 1, e, k) != 0)
             atomic_fetch_add(&a->l->errors, 1);
     }
     ledger_check_errno(a->l);
@@ -302,20 +309,7 @@ static void *shape_consumer(void *arg)
     unsigned char e[128];
     errno = ERRNO_MARK;
     for (unsigned k = 0;; k++) {
-        int rc;
-        switch (k % 3) {
-        case 0:
-            rc = chan_recv(a->ch, e);
-            break;
-        case 1:
-            while ((rc = chan_tryrecv(a->ch, e)) == -EAGAIN)
-                sched_yield();
-            break;
-        default:
-            while ((rc = chan_timedrecv(a->ch, e, 2000)) == -ETIMEDOUT)
-                ;
-            break;
-        }
+        int rc = shape_op(a->ch, 0, e, k);
         if (rc == -EPIPE)
             break;
         uint32_t v;
