@@ -32,6 +32,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -114,11 +115,35 @@ static int guard_way;
  * page in the page table and the mapping stays in one piece.  All n at
  * once through process_madvise on the calling process (recent kernels let
  * a process name itself, PIDFD_SELF, without opening a pidfd), else one
- * madvise each.  Without
+ * madvise each.  The first success is checked (guard_faults): a system
+ * that accepts the advice without doing it gets mprotect instead.  Without
  * it, mprotect, which splits the mapping: every stack then costs two of
  * the kernel's mappings, of which a process may have vm.max_map_count
  * (65530 by default).
  */
+/*
+ * Whether the page at p really faults.  Asked once, of the first page that
+ * MADV_GUARD_INSTALL claims to have guarded: an emulator such as qemu-user
+ * accepts the advice and does nothing.  The kernel reads p to write it to a
+ * pipe, and fails with EFAULT on a guard page.  If the question cannot be
+ * asked (no pipe), the answer is yes.
+ */
+static int guard_faults(const char *p)
+{
+#ifdef CHAN_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        return 1; /* it would report the read of an unwritten page */
+#endif
+    int saved_errno = errno, fds[2], faults = 1;
+    if (pipe2(fds, O_CLOEXEC) == 0) {
+        faults = write(fds[1], p, 1) < 0 && errno == EFAULT;
+        close(fds[0]);
+        close(fds[1]);
+    }
+    errno = saved_errno;
+    return faults;
+}
+
 static unsigned guard(char *base, size_t one, size_t page, unsigned n)
 {
     int way = __atomic_load_n(&guard_way, __ATOMIC_RELAXED);
@@ -137,14 +162,19 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
         long done = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov,
                             (size_t)n, MADV_GUARD_INSTALL, 0u);
         if (done == (long)(n * page)) {
-            if (way == GUARD_UNKNOWN)
+            if (way == GUARD_VECTOR)
+                return n;
+            if (guard_faults(base)) {
                 __atomic_store_n(&guard_way, GUARD_VECTOR, __ATOMIC_RELAXED);
-            return n;
+                return n;
+            }
+            /* accepted, but not done */
+            __atomic_store_n(&guard_way, GUARD_MPROTECT, __ATOMIC_RELAXED);
+            way = GUARD_MPROTECT;
         }
         /* Refused (an older kernel: EINVAL, EBADF, ENOSYS, EPERM), or
-         * partly done: the one-by-one ways below redo it harmlessly. */
-        if (done < 0 && way == GUARD_UNKNOWN)
-            __atomic_store_n(&guard_way, GUARD_MADVISE, __ATOMIC_RELAXED);
+         * partly done: the one-by-one ways below redo it harmlessly, and
+         * the first that works is remembered. */
     }
 #endif
 #ifdef MADV_GUARD_INSTALL
@@ -152,15 +182,20 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
         for (; i < n; i++)
             if (madvise(base + i * one, page, MADV_GUARD_INSTALL) != 0)
                 break;
-        if (i == n)
-            return n;
-        /* EINVAL: an older kernel (or a tool that does not know the
-         * advice).  Anything else: try mprotect for the rest. */
-        if (errno == EINVAL && i == 0 && way != GUARD_MPROTECT)
+        if (i == n) {
+            if (way == GUARD_MADVISE || guard_faults(base)) {
+                __atomic_store_n(&guard_way, GUARD_MADVISE, __ATOMIC_RELAXED);
+                return n;
+            }
+            i = 0; /* accepted, but not done */
             __atomic_store_n(&guard_way, GUARD_MPROTECT, __ATOMIC_RELAXED);
+        } else if (errno == EINVAL && i == 0) {
+            /* An older kernel (or a tool that does not know the advice).
+             * Anything else: try mprotect for the rest, this time. */
+            __atomic_store_n(&guard_way, GUARD_MPROTECT, __ATOMIC_RELAXED);
+        }
     }
 #endif
-    (void)way;
     for (; i < n; i++)
         if (mprotect(base + i * one, page, PROT_NONE) != 0)
             break;
