@@ -16,11 +16,14 @@
 #
 # Every mode but status also requires exit status 0.  Each run is limited
 # to $EXAMPLE_TIMEOUT seconds (default 60, generous for sanitizer builds).
+# $EXAMPLE_RUNNER, if set, is put before each program (an emulator such as
+# qemu-aarch64 for a cross build, or valgrind).
 # The script prints one PASS or FAIL line per check and exits 1 if any
 # check failed.
 
 builddir="${top_builddir:-.}"
 timeout_s="${EXAMPLE_TIMEOUT:-60}"
+runner="${EXAMPLE_RUNNER:-}"
 failed=0
 passed=0
 
@@ -79,7 +82,7 @@ check() {
         return
     fi
     # shellcheck disable=SC2086  # ARGS is split on purpose
-    out=$($limit "$prog" $args 2>"$tmp_err")
+    out=$($limit $runner "$prog" $args 2>"$tmp_err")
     rc=$?
     why=""
     case "$mode" in

@@ -11,7 +11,8 @@
  * Test() and TestSuite() with .timeout, the cr_assert family, cr_skip_test
  * and cr_log_info.  Like Criterion, it runs each test in its own process,
  * kills it when its timeout expires, and ends with Criterion's Synthesis
- * line.  An optional argument is a glob matched against "suite/test".
+ * line.  An optional argument is a glob matched against "suite/test"; with
+ * a leading '!', the tests that do not match it run.
  */
 #ifndef CHAN_TSAN_CRITERION_H
 #define CHAN_TSAN_CRITERION_H
@@ -138,10 +139,15 @@ static double cr__timeout_of(const struct cr__test *t)
 int main(int argc, char **argv)
 {
     int tested = 0, passing = 0, failing = 0, crashing = 0, skipped = 0;
+    const char *glob = argc > 1 ? argv[1] : NULL;
+    int negate = glob && glob[0] == '!';
+    if (negate)
+        glob++;
     for (struct cr__test *t = cr__tests; t; t = t->next) {
         char full[256];
         snprintf(full, sizeof full, "%s/%s", t->suite, t->name);
-        if (t->opts.disabled || (argc > 1 && fnmatch(argv[1], full, 0) != 0))
+        if (t->opts.disabled ||
+            (glob && (fnmatch(glob, full, 0) == 0) == negate))
             continue;
         double timeout = cr__timeout_of(t);
         fflush(NULL);
