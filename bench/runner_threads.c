@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "workloads.h"
 
@@ -51,8 +52,12 @@ static int threads_go(struct bench_runner *r, void (*fn)(void *), void *arg,
 
     pthread_attr_t at;
     int rc = pthread_attr_init(&at);
-    if (rc == 0 && stack_hint)
-        rc = pthread_attr_setstacksize(&at, stack_hint);
+    if (rc == 0 && stack_hint) {
+        /* Not below the system's minimum (128 KiB on AArch64). */
+        long min = sysconf(_SC_THREAD_STACK_MIN);
+        rc = pthread_attr_setstacksize(
+            &at, min > 0 && stack_hint < (size_t)min ? (size_t)min : stack_hint);
+    }
     if (rc == 0)
         rc = pthread_create(&t->th[t->n], &at, trampoline, b);
     pthread_attr_destroy(&at);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <chan.h>
 
@@ -34,8 +35,16 @@
  * N squared (N = 1000 takes a few seconds), so keep it modest. */
 #define MAX_PRIMES 2000
 
-/* Stack for each stage thread: they only loop over a few locals. */
+/* Stack for each stage thread: they only loop over a few locals.  Never
+ * below the system's minimum, which is larger on some machines (128 KiB
+ * on AArch64, whose pages may be 64 KiB). */
 #define STAGE_STACK (64 * 1024)
+
+static size_t stage_stack(void)
+{
+    long min = sysconf(_SC_THREAD_STACK_MIN);
+    return min > STAGE_STACK ? (size_t)min : STAGE_STACK;
+}
 
 static void die(const char *what, int err)
 {
@@ -126,7 +135,7 @@ static void stage_start(struct stage *st, void *(*fn)(void *))
     int rc = pthread_attr_init(&attr);
     if (rc != 0)
         die("pthread_attr_init", rc);
-    rc = pthread_attr_setstacksize(&attr, STAGE_STACK);
+    rc = pthread_attr_setstacksize(&attr, stage_stack());
     if (rc != 0)
         die("pthread_attr_setstacksize", rc);
     rc = pthread_create(&st->thread, &attr, fn, st);
