@@ -159,8 +159,8 @@ int chan__ring_send(chan__ring_t *r, const void *elem, int locked)
             return CHAN_RING_BUSY;
         size_t pos = CHAN_RING_POS(tail);
         unsigned char *slot = slot_at(r, pos);
-        /* Acquire: the receive that freed the slot is done with it. */
         size_t lap = lap_of(r, pos);
+        /* Acquire: the receive that freed the slot is done with it. */
         size_t stamp =
             atomic_load_explicit(stamp_of(slot), memory_order_acquire);
         if (stamp == lap) {
@@ -201,8 +201,8 @@ int chan__ring_recv(chan__ring_t *r, void *elem, int locked)
             return CHAN_RING_BUSY;
         size_t pos = CHAN_RING_POS(head);
         unsigned char *slot = slot_at(r, pos);
-        /* Acquire: the sender's copy is visible once its stamp is. */
         size_t lap = lap_of(r, pos);
+        /* Acquire: the sender's copy is visible once its stamp is. */
         size_t stamp =
             atomic_load_explicit(stamp_of(slot), memory_order_acquire);
         if (stamp == lap + 1) {
