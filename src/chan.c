@@ -122,7 +122,7 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
         *wake = fire(w, 0);
         return 1;
     }
-    if (ch->cap && !!chan__ring_ready_hint(&ch->ring, 1))
+    if (ch->cap && chan__ring_ready_hint(&ch->ring, 1))
         return chan__ring_send(&ch->ring, elem, 1);
     return 0;
 }
