@@ -65,8 +65,9 @@ enum {
     SPIN_ROUNDS = 32,
     SPIN_PAUSES = 32,
     /* After those rounds a worker stays spinning while other workers have
-     * queued tasks, looking again after each nap of this many ns (plus the
-     * kernel's timer slack, 50 us by default). */
+     * queued tasks, or queued any during its last nap, looking again after
+     * each nap of this many ns (plus the kernel's timer slack, 50 us by
+     * default). */
     SPIN_NAP_NS = 20000,
     /* While tasks wait for stacks, an idle worker tries one of them
      * again this often (milliseconds). */
@@ -220,6 +221,9 @@ static void local_put(chan__worker_t *w, chan__task_t *t, int next, int wake)
     }
     set_len(w);
     qunlock(w);
+    atomic_store_explicit(&w->puts,
+                          atomic_load_explicit(&w->puts, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (moved)
         global_append(w->sched, first, last, moved);
     if (wake)
@@ -355,17 +359,30 @@ static chan__task_t *steal(chan__worker_t *w, int take_next)
     return NULL;
 }
 
-/* 1 if the global queue or another worker's queue holds a task. */
+/*
+ * 1 if the global queue or another worker's queue holds a task, or if
+ * another worker has queued one since w's previous call: a task passing
+ * work along (a pipeline, a ring, two tasks taking turns) leaves its queue
+ * empty most of the time, yet a worker that slept would have to be woken,
+ * a system call on the busy worker's path, for each of its handoffs.
+ */
 static int others_busy(chan__worker_t *w)
 {
     chan_sched_t *s = w->sched;
-    if (atomic_load_explicit(&s->glen, memory_order_relaxed) != 0)
-        return 1;
-    for (unsigned i = 0; i < s->nworkers; i++)
-        if (&s->workers[i] != w &&
-            atomic_load_explicit(&s->workers[i].len, memory_order_relaxed))
-            return 1;
-    return 0;
+    int busy = atomic_load_explicit(&s->glen, memory_order_relaxed) != 0;
+    unsigned puts = 0;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        chan__worker_t *v = &s->workers[i];
+        if (v == w)
+            continue;
+        puts += atomic_load_explicit(&v->puts, memory_order_relaxed);
+        if (atomic_load_explicit(&v->len, memory_order_relaxed))
+            busy = 1;
+    }
+    if (puts != w->seen_puts)
+        busy = 1;
+    w->seen_puts = puts;
+    return busy;
 }
 
 /*
@@ -453,8 +470,9 @@ static chan__task_t *idle(chan__worker_t *w)
                 }
                 continue;
             }
-            /* Others are busy: stay a spinner, napping, so that their
-             * wakeups need not wake a sleeper (a system call each). */
+            /* Others are busy (or were, since the last nap): stay a
+             * spinner, napping, so that their wakeups need not wake a
+             * sleeper (a system call each). */
             if (!others_busy(w))
                 break;
             struct timespec nap = { 0, SPIN_NAP_NS };

@@ -128,11 +128,15 @@ struct chan__worker {
     unsigned next_seq;            /* run-next puts so far; mu */
     unsigned seen_seq;            /* next_seq at a thief's last look; mu */
     _Atomic unsigned len;
+    /* Tasks this worker has queued so far (its own thread writes it, idle
+     * workers read it to tell a busy scheduler from a quiet one). */
+    _Atomic unsigned puts;
     char pad1[64];
 
     unsigned tick;                /* schedules so far; worker thread only */
     unsigned runnext_streak;      /* run-next picks in a row; worker only */
     uint32_t rng;                 /* victim choice; worker thread only */
+    unsigned seen_puts;           /* others' puts at the last nap; idem */
     chan__stack_cache_t stacks;   /* worker thread only */
 
 #ifdef CHAN_ASAN
