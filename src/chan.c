@@ -10,8 +10,9 @@
  * one waiter, park, and either be claimed by a peer or close (which did all
  * the work) or time out and unlink.
  *
- * Lifetimes.  The waiter and its sel live on the blocked caller's stack.
- * A peer that claims them copies the value and fills the sel under ch->lock,
+ * Lifetimes.  The waiter and its sel live on the blocked caller's stack, or
+ * in its task (the parker's slot, park.h), until the call returns.  A peer
+ * that claims them copies the value and fills the sel under ch->lock,
  * then drops the lock and unparks the owner; after chan__unpark() it never
  * touches them again.
  */
@@ -236,19 +237,19 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     }
     int64_t deadline = chan__deadline(timeout_ns);
 
-    chan__sel_t sel;
-    chan__waiter_t w = { .elem = elem, .index = 0 };
-    chan__sel_init(&sel);
-    w.sel = &sel;
+    chan__parker_t *self = chan__park_self();
+    chan__wait1_t local, *b = self->slot ? self->slot : &local;
+    chan__sel_init_for(&b->sel, self);
+    b->w = (chan__waiter_t){ .sel = &b->sel, .elem = elem, .index = 0 };
     chan__waitq_t *q = is_send ? &ch->sendq : &ch->recvq;
-    chan__waitq_push(q, &w);
+    chan__waitq_push(q, &b->w);
     chan__unlock_ch(ch);
 
-    if (chan__sel_wait(&sel, deadline) == 0)
-        return sel.result; /* the claimer unlinked w and did the copy */
+    if (chan__sel_wait(&b->sel, deadline) == 0)
+        return b->sel.result; /* the claimer unlinked w and did the copy */
 
     chan__lock(&ch->lock);
-    chan__waitq_remove(q, &w);
+    chan__waitq_remove(q, &b->w);
     chan__unlock_ch(ch);
     return -ETIMEDOUT;
 }

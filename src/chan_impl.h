@@ -102,7 +102,8 @@ struct chan {
  */
 static inline void chan__unlock_ch(chan_t *ch)
 {
-    if (ch->ring.frozen && ch->cap > 1) {
+    /* cap first: it shares the lock's cache line, the ring does not */
+    if (ch->cap > 1 && ch->ring.frozen) {
         int need = ch->sendq.head   ? CHAN_FROZEN_BOTH
                    : ch->recvq.head ? CHAN_FROZEN_TAIL
                                     : CHAN_FROZEN_NONE;

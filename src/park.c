@@ -33,7 +33,22 @@
 
 chan__parker_t *(*_Atomic chan__park_task_hook)(void);
 
-static CHAN_TLS chan__parker_t thread_parker;
+/* A thread's parker, with what only threads need. */
+struct thread_parker {
+    chan__parker_t p;                   /* first: see tp() */
+    int ready;                          /* mu and cv initialised */
+    int64_t spin;                       /* spin budget in ns */
+    pthread_mutex_t mu;                 /* guards sleeping (not on Linux) */
+    pthread_cond_t cv;                  /* CLOCK_MONOTONIC */
+};
+
+static CHAN_TLS struct thread_parker thread_parker;
+
+/* The thread parker p is the head of. */
+static inline struct thread_parker *tp(chan__parker_t *p)
+{
+    return (struct thread_parker *)(void *)p;
+}
 
 /*
  * Spinning.  Waking a thread that sleeps in the kernel costs 10-20 us on
@@ -55,7 +70,7 @@ enum {
 /* 1 when there is more than one CPU to spin against; set once. */
 static int spin_useful = -1;
 
-static void parker_init(chan__parker_t *p)
+static void parker_init(struct thread_parker *p)
 {
     pthread_condattr_t attr;
     chan__check(pthread_mutex_init(&p->mu, NULL));
@@ -63,7 +78,8 @@ static void parker_init(chan__parker_t *p)
     chan__check(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC));
     chan__check(pthread_cond_init(&p->cv, &attr));
     pthread_condattr_destroy(&attr);
-    p->ops = NULL;
+    p->p.ops = NULL;
+    p->p.slot = NULL;
     p->spin = SPIN_MAX_NS;
     p->ready = 1;
     if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0) {
@@ -83,10 +99,10 @@ chan__parker_t *chan__park_self(void)
         if (p)
             return p;
     }
-    chan__parker_t *p = &thread_parker;
-    if (CHAN_UNLIKELY(!p->ready))
-        parker_init(p);
-    return p;
+    struct thread_parker *t = &thread_parker;
+    if (CHAN_UNLIKELY(!t->ready))
+        parker_init(t);
+    return &t->p;
 }
 
 static inline int notified(chan__parker_t *p)
@@ -101,7 +117,7 @@ static int spin_for_notify(chan__parker_t *p)
     if (!__atomic_load_n(&spin_useful, __ATOMIC_RELAXED))
         return 0;
     int64_t start = chan__now(), now = start;
-    int64_t budget = p->spin;
+    int64_t budget = tp(p)->spin;
     while (now - start < budget) {
         if (now - start < SPIN_PAUSE_NS) {
             for (int i = 0; i < 8; i++) {
@@ -118,11 +134,11 @@ static int spin_for_notify(chan__parker_t *p)
     }
     if (notified(p))
         goto woken;
-    p->spin = budget - budget / 8 > SPIN_MIN_NS ? budget - budget / 8
-                                                : SPIN_MIN_NS;
+    tp(p)->spin = budget - budget / 8 > SPIN_MIN_NS ? budget - budget / 8
+                                                    : SPIN_MIN_NS;
     return 0;
 woken:
-    p->spin = SPIN_MAX_NS;
+    tp(p)->spin = SPIN_MAX_NS;
     return 1;
 }
 
@@ -177,16 +193,16 @@ static int sleep_until_notified(chan__parker_t *p, int64_t deadline)
 {
     int rc = 0;
     struct timespec ts = chan__timespec(deadline);
-    chan__check(pthread_mutex_lock(&p->mu));
+    chan__check(pthread_mutex_lock(&tp(p)->mu));
     int s = CHAN_PARK_EMPTY;
     atomic_compare_exchange_strong_explicit(&p->state, &s, CHAN_PARK_PARKED,
                                             memory_order_acq_rel,
                                             memory_order_acquire);
     while (!notified(p)) {
         if (deadline == CHAN_NO_DEADLINE) {
-            chan__check(pthread_cond_wait(&p->cv, &p->mu));
+            chan__check(pthread_cond_wait(&tp(p)->cv, &tp(p)->mu));
         } else {
-            int e = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            int e = pthread_cond_timedwait(&tp(p)->cv, &tp(p)->mu, &ts);
             if (e == ETIMEDOUT && !notified(p)) {
                 rc = -ETIMEDOUT;
                 break;
@@ -194,16 +210,16 @@ static int sleep_until_notified(chan__parker_t *p, int64_t deadline)
             chan__assert(e == 0 || e == ETIMEDOUT);
         }
     }
-    chan__check(pthread_mutex_unlock(&p->mu));
+    chan__check(pthread_mutex_unlock(&tp(p)->mu));
     return rc;
 }
 
 static void wake_sleeper(chan__parker_t *p)
 {
-    chan__check(pthread_mutex_lock(&p->mu));
+    chan__check(pthread_mutex_lock(&tp(p)->mu));
     atomic_store_explicit(&p->state, CHAN_PARK_NOTIFIED, memory_order_release);
-    chan__check(pthread_cond_signal(&p->cv));
-    chan__check(pthread_mutex_unlock(&p->mu));
+    chan__check(pthread_cond_signal(&tp(p)->cv));
+    chan__check(pthread_mutex_unlock(&tp(p)->mu));
 }
 #endif
 
@@ -223,6 +239,10 @@ int chan__park_wait(chan__parker_t *p, int64_t deadline)
 
 void chan__unpark(chan__parker_t *p)
 {
+    if (p->ops) { /* a task: its wake takes either state in one CAS */
+        p->ops->wake(p);
+        return;
+    }
     int s = CHAN_PARK_EMPTY;
     /* Fast path: the owner has not gone to sleep; it will see NOTIFIED
      * while spinning or in its CAS.  acq_rel publishes everything the waker
@@ -233,10 +253,6 @@ void chan__unpark(chan__parker_t *p)
                                                 memory_order_acq_rel,
                                                 memory_order_acquire))
         return;
-    if (p->ops) {
-        p->ops->wake(p);
-        return;
-    }
     chan__assert(s == CHAN_PARK_PARKED);
     wake_sleeper(p);
 }

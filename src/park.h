@@ -53,11 +53,12 @@ struct chan__park_ops {
 
 struct chan__parker {
     _Atomic int state;                  /* CHAN_PARK_*, see above */
-    const struct chan__park_ops *ops;   /* NULL: a plain thread (mu, cv) */
-    pthread_mutex_t mu;                 /* threads: guards sleeping */
-    pthread_cond_t cv;                  /* threads: CLOCK_MONOTONIC */
-    int64_t spin;                       /* threads: spin budget in ns */
-    int ready;                          /* threads: mu and cv initialised */
+    const struct chan__park_ops *ops;   /* NULL: a plain thread (park.c) */
+    /* Where a blocked send or receive of the owner keeps its waiter (see
+     * waitq.h), or NULL for the caller's stack.  A task's is in the task:
+     * a peer that claims the waiter then touches the task's memory, not
+     * the stack of a task parked long ago (a cold page). */
+    struct chan__wait1 *slot;
 };
 
 /*

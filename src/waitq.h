@@ -3,7 +3,8 @@
  * decides who completes a blocked operation.
  *
  * A blocked chan_send, chan_recv or chan_select puts one chan__sel_t and one
- * chan__waiter_t per channel case on its own stack.  Each waiter is linked
+ * chan__waiter_t per channel case on its own stack (a task's blocked send or
+ * receive uses a slot in the task instead: park.h).  Each waiter is linked
  * into its channel's sendq or recvq; all waiters of one select share one
  * chan__sel_t.
  *
@@ -49,6 +50,16 @@ typedef struct chan__waiter {
     int queued;                 /* 1 while linked; guarded by the channel lock */
 } chan__waiter_t;
 
+/*
+ * The sel and the one waiter of a blocked send or receive: on the caller's
+ * stack, or in the caller's parker's slot (park.h) when it has one.  One
+ * cache line, for the peer that claims it.
+ */
+typedef struct chan__wait1 {
+    chan__sel_t sel;
+    chan__waiter_t w;
+} chan__wait1_t;
+
 /* A FIFO of waiters, guarded by its channel's lock. */
 typedef struct chan__waitq {
     chan__waiter_t *head;  /* oldest waiter, NULL if empty */
@@ -70,14 +81,20 @@ CHAN_INTERNAL void chan__waitq_remove(chan__waitq_t *q, chan__waiter_t *w);
  */
 CHAN_INTERNAL chan__waiter_t *chan__waitq_claim(chan__waitq_t *q);
 
-/* chan__sel_init - a WAITING sel for the calling thread or task. */
-static inline void chan__sel_init(chan__sel_t *s)
+/* chan__sel_init_for - a WAITING sel for the owner of parker p. */
+static inline void chan__sel_init_for(chan__sel_t *s, chan__parker_t *p)
 {
     atomic_store_explicit(&s->state, CHAN_SEL_WAITING, memory_order_relaxed);
     s->fired = -1;
     s->result = 0;
-    s->parker = chan__park_self();
-    chan__park_prepare(s->parker);
+    s->parker = p;
+    chan__park_prepare(p);
+}
+
+/* chan__sel_init - a WAITING sel for the calling thread or task. */
+static inline void chan__sel_init(chan__sel_t *s)
+{
+    chan__sel_init_for(s, chan__park_self());
 }
 
 /*

@@ -68,6 +68,7 @@
 #include "sched/stack.h"
 #include "sched/switch.h"
 #include "timer.h"
+#include "waitq.h"
 
 /* Entries of a worker's local ring (a power of two). */
 #define CHAN_RING 256
@@ -80,24 +81,34 @@ enum chan__after { CHAN_AFTER_NONE, CHAN_AFTER_YIELD, CHAN_AFTER_PARK,
                    CHAN_AFTER_EXIT };
 
 struct chan__task {
-    /* How the task sleeps; parker.ops points at task.c's wait and wake.
-     * parker.state follows park.h; task.c explains the timed case. */
-    chan__parker_t parker;
-    chan__ctx_t ctx;              /* saved registers while switched out */
+    /*
+     * The first cache line holds what every park, wakeup and switch
+     * touches, and the second the waiter of a blocked send or receive
+     * (parker.slot): with thousands of parked tasks, each resumption finds
+     * the task cold in the cache, and every further line costs a miss.
+     * Tasks are allocated aligned to a line (task.c).
+     */
     chan_sched_t *sched;          /* immutable */
-    chan__task_t *next;           /* link in the global queue; gmu */
-    void (*fn)(void *arg);        /* the task's function; immutable */
-    void *arg;
     void *stack;                  /* low end of the stack; NULL before the
                                      first run; owned by the running worker */
-
     /* Timed parks (task.c).  timer is armed only while the task waits
      * with a deadline.  tlock, a spin lock, orders the worker's "publish
      * PARKED" against the timer's "time is up"; fired is guarded by it. */
-    chan__timer_t timer;
-    _Atomic int tlock;
-    int fired;                    /* the timer ran for this wait; tlock */
     int timed;                    /* this park has a deadline; the task's */
+    int fired;                    /* the timer ran for this wait; tlock */
+    _Atomic int tlock;
+    chan__ctx_t ctx;              /* saved registers while switched out */
+    /* How the task sleeps; parker.ops points at task.c's wait and wake,
+     * parker.slot at wait1.  parker.state follows park.h; task.c explains
+     * the timed case. */
+    chan__parker_t parker;
+    _Alignas(CHAN_CACHELINE) chan__wait1_t wait1;
+
+    chan__task_t *next;           /* link in the global queue; gmu */
+    void (*fn)(void *arg);        /* the task's function; immutable */
+    void *arg;
+    void *mem;                    /* what malloc returned, for free */
+    chan__timer_t timer;
 
 #ifdef CHAN_ASAN
     void *asan_fake;              /* ASan's fake stack while switched out */

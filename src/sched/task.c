@@ -45,6 +45,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #ifdef CHAN_ASAN
@@ -367,7 +368,7 @@ static void task_finish(chan__worker_t *w, chan__task_t *t)
 {
     chan_sched_t *s = t->sched;
     stack_put(w, t->stack); /* the TSan fiber stays with the stack */
-    free(t);
+    free(t->mem);
     /* Last: once ntasks is 0, chan_sched_free may proceed (it still joins
      * this thread before freeing s). */
     if (atomic_fetch_sub_explicit(&s->ntasks, 1, memory_order_acq_rel) == 1) {
@@ -424,13 +425,20 @@ int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
         if (!s)
             return -EINVAL;
     }
-    int saved_errno = errno; /* calloc sets it on failure; we do not */
-    chan__task_t *t = calloc(1, sizeof *t);
-    if (!t) {
+    /* Aligned to a cache line by hand (see struct chan__task): glibc's
+     * aligned_alloc leaves fragments that slow later frees down. */
+    int saved_errno = errno; /* malloc sets it on failure; we do not */
+    void *mem = malloc(sizeof(chan__task_t) + CHAN_CACHELINE - 1);
+    if (!mem) {
         errno = saved_errno;
         return -ENOMEM;
     }
+    chan__task_t *t = (chan__task_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
+                                       ~(uintptr_t)(CHAN_CACHELINE - 1));
+    memset(t, 0, sizeof *t);
+    t->mem = mem;
     t->parker.ops = &task_ops;
+    t->parker.slot = &t->wait1;
     atomic_init(&t->parker.state, CHAN_PARK_EMPTY);
     atomic_init(&t->tlock, 0);
     t->sched = s;
