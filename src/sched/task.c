@@ -346,8 +346,11 @@ static void task_wake(chan__parker_t *p)
                                                   memory_order_acquire)) {
             /* From PARKED we own the task's wakeup; from EMPTY (its timer
              * made it runnable already) it finds NOTIFIED by itself. */
-            if (s == CHAN_PARK_PARKED)
+            if (s == CHAN_PARK_PARKED) {
+                /* It is likely to run soon, on this worker. */
+                chan__ctx_prefetch(&t->ctx);
                 chan__sched_ready(t);
+            }
             return;
         }
     }
