@@ -223,11 +223,21 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
             return -EAGAIN;
     }
 
+    /*
+     * A buffered channel's ring is frozen before the look that precedes
+     * queueing, so that what that look sees stays true until we are queued
+     * (chan_impl.h); unlocking thaws it again if we do not queue.  A thread
+     * freezes it before its first look: it has watched the ring already and
+     * will most likely wait.  A task comes here without watching, mostly to
+     * complete under the lock, and a ring it froze would send every
+     * concurrent operation to the lock as well, which then freeze it in
+     * turn: so a task looks first, and freezes and looks again only if it
+     * must wait.  (Measured on 4 producers and 4 consumers: tasks 119 ns
+     * per message freezing first, 50 looking first; threads 55 and 69.)
+     */
+    chan__parker_t *self = chan__park_self();
     chan__lock(&ch->lock);
-    /* Likely to wait on a buffered channel: freeze its ring first, so that
-     * what the attempt sees stays true until we are queued (chan_impl.h).
-     * Unlocking thaws it again if we do not queue. */
-    if (ch->cap && timeout_ns != 0)
+    if (ch->cap && timeout_ns != 0 && !self->ops)
         chan__freeze_for(ch, is_send);
     if (attempt(ch, is_send, elem, &rc))
         return rc;
@@ -235,9 +245,12 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         chan__unlock_ch(ch);
         return -EAGAIN;
     }
+    /* (0 from freeze_for: frozen already, and the look above stands.) */
+    if (ch->cap && chan__freeze_for(ch, is_send) &&
+        attempt(ch, is_send, elem, &rc))
+        return rc;
     int64_t deadline = chan__deadline(timeout_ns);
 
-    chan__parker_t *self = chan__park_self();
     chan__wait1_t local, *b = self->slot ? self->slot : &local;
     chan__sel_init_for(&b->sel, self);
     b->w = (chan__waiter_t){ .sel = &b->sel, .elem = elem, .index = 0 };

@@ -116,13 +116,17 @@ static inline void chan__unlock_ch(chan_t *ch)
 /*
  * chan__freeze_for - freeze buffered ch's ring as much as a send (is_send)
  * or receive about to wait needs, before it looks at the ring for the last
- * time.  ch->lock held.
+ * time.  Returns 1 if that changed the ring, 0 if it was frozen enough
+ * already (then nothing lock-free can have changed it since the lock was
+ * taken).  ch->lock held.
  */
-static inline void chan__freeze_for(chan_t *ch, int is_send)
+static inline int chan__freeze_for(chan_t *ch, int is_send)
 {
     int need = is_send ? CHAN_FROZEN_BOTH : CHAN_FROZEN_TAIL;
-    if (ch->ring.frozen < need)
-        chan__ring_freeze(&ch->ring, need);
+    if (ch->ring.frozen >= need)
+        return 0;
+    chan__ring_freeze(&ch->ring, need);
+    return 1;
 }
 
 /*

@@ -239,21 +239,26 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     }
 
     lock_all(cases, s->lock, n);
-    /* Likely to wait: freeze the rings first, so that what pass 1 sees
-     * stays true until the waiters are queued (chan_impl.h).  Unlocking
-     * thaws them again if we do not queue. */
-    if (timeout_ns != 0)
-        for (size_t i = 0; i < n; i++) {
-            chan_case_t *c = &cases[s->lock[i]];
-            if (c->ch->cap > 1)
-                chan__freeze_for(c->ch, c->op == CHAN_SEND);
-        }
     if ((ready_case = poll_cases(cases, s, n)) >= 0)
         return ready_case;
     if (timeout_ns == 0) {
         unlock_all(cases, s->lock, n);
         return -EAGAIN;
     }
+    /* About to wait: freeze the rings, then poll once more, so that what
+     * this last pass 1 sees stays true until the waiters are queued
+     * (chan_impl.h).  Not before the first poll: rings frozen by a select
+     * that then completes under the locks send concurrent operations on
+     * them to the lock for nothing (chan_op).  Unlocking thaws them again
+     * if we do not queue. */
+    int froze = 0;
+    for (size_t i = 0; i < n; i++) {
+        chan_case_t *c = &cases[s->lock[i]];
+        if (c->ch->cap > 1)
+            froze |= chan__freeze_for(c->ch, c->op == CHAN_SEND);
+    }
+    if (froze && (ready_case = poll_cases(cases, s, n)) >= 0)
+        return ready_case;
     int64_t deadline = chan__deadline(timeout_ns);
 
     /* Pass 2: a waiter on every channel, in lock order. */

@@ -379,6 +379,104 @@ Test(sched, tasks_and_threads_buffered_both_directions)
     run_mixed(16);
 }
 
+/*
+ * One value at a time through a buffered channel, each acknowledged before
+ * the next is sent, between a thread and a task.  The receiving side finds
+ * the ring empty nearly every time and goes to the lock to wait, while the
+ * sender's next value may land in the ring without the lock at any moment:
+ * a receiver that queued itself without looking at the ring again after
+ * freezing it would miss that value for good (the sender then times out
+ * waiting for the acknowledgement), or take the one after it first.
+ */
+struct lockstep {
+    chan_t *data, *ack;
+    chan_t *never;       /* with a select: a second case that never fires */
+    long n;
+    atomic_long bad;     /* values out of order, errors, timeouts */
+};
+
+/* One receive from l->data, plainly or by a select with l->never. */
+static int lockstep_take(struct lockstep *l, long *v)
+{
+    if (!l->never)
+        return chan_timedrecv(l->data, v, 10000000000LL);
+    long x;
+    chan_case_t cases[] = { CHAN_RECV_CASE(l->never, &x),
+                            CHAN_RECV_CASE(l->data, v) };
+    int rc = chan_select(cases, 2, 10000000000LL);
+    return rc == 1 ? cases[1].result : rc < 0 ? rc : -EPROTO;
+}
+
+static void lockstep_send(struct lockstep *l)
+{
+    for (long i = 0; i < l->n; i++) {
+        long a;
+        if (chan_send(l->data, &i) != 0 ||
+            chan_timedrecv(l->ack, &a, 10000000000LL) != 0 || a != i) {
+            atomic_fetch_add(&l->bad, 1);
+            return;
+        }
+    }
+}
+
+static void lockstep_recv(struct lockstep *l)
+{
+    for (long i = 0; i < l->n; i++) {
+        long v;
+        if (lockstep_take(l, &v) != 0 || v != i ||
+            chan_send(l->ack, &v) != 0) {
+            atomic_fetch_add(&l->bad, 1);
+            return;
+        }
+    }
+}
+
+static void lockstep_send_task(void *arg) { lockstep_send(arg); }
+static void lockstep_recv_task(void *arg) { lockstep_recv(arg); }
+static void *lockstep_send_thread(void *arg) { lockstep_send(arg); return NULL; }
+static void *lockstep_recv_thread(void *arg) { lockstep_recv(arg); return NULL; }
+
+static void run_lockstep(int task_receives, int by_select)
+{
+    struct lockstep l = { .n = test_scaled(100000, 1000) };
+    cr_assert_not_null(l.data = chan_make(sizeof(long), 4));
+    cr_assert_not_null(l.ack = chan_make(sizeof(long), 4));
+    if (by_select)
+        cr_assert_not_null(l.never = chan_make(sizeof(long), 4));
+    atomic_init(&l.bad, 0);
+    chan_sched_t *s = sched_make(2);
+    pthread_t th;
+    if (task_receives) {
+        cr_assert_eq(chan_go(s, lockstep_recv_task, &l), 0);
+        th = test_thread_start(lockstep_send_thread, &l);
+    } else {
+        cr_assert_eq(chan_go(s, lockstep_send_task, &l), 0);
+        th = test_thread_start(lockstep_recv_thread, &l);
+    }
+    test_thread_join(th);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(atomic_load(&l.bad), 0);
+    chan_sched_free(s);
+    chan_release(l.data);
+    chan_release(l.ack);
+    chan_release(l.never);
+}
+
+Test(sched, buffered_lockstep_thread_to_task)
+{
+    run_lockstep(1, 0);
+}
+
+Test(sched, buffered_lockstep_task_to_thread)
+{
+    run_lockstep(0, 0);
+}
+
+Test(sched, buffered_lockstep_thread_to_task_select)
+{
+    run_lockstep(1, 1);
+}
+
 struct closer {
     chan_t *ch;
     sem_t about_to_block;
