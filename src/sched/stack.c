@@ -64,6 +64,9 @@ void __tsan_destroy_fiber(void *fiber);
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 #ifndef PIDFD_SELF_PROCESS
 #define PIDFD_SELF_PROCESS (-10001)
 #endif
@@ -202,6 +205,45 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
     return i;
 }
 
+/* process_madvise(MADV_POPULATE_WRITE) on the calling process: -1 once
+ * the kernel has refused it, 0 otherwise. */
+static int populate_state;
+
+/*
+ * Faults in the top page of each of the n new stacks at base (one apart),
+ * where a task's first frames and the stack's node go, in one system call
+ * where the kernel takes a vector of ranges for this advice (6.18 does).
+ * A page fault costs a trap besides the work the kernel does for a page;
+ * here (a virtual machine) 1.5 us against 1.1-1.2 us per page this way,
+ * and a task that has never run spends most of its start on that page.
+ * Only an optimisation: if it fails, the pages fault in when touched.
+ */
+static void populate_tops(char *base, size_t one, size_t page, unsigned n)
+{
+#if defined(__linux__) && defined(SYS_process_madvise)
+#ifdef CHAN_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        return; /* it does not know process_madvise */
+#endif
+    if (__atomic_load_n(&populate_state, __ATOMIC_RELAXED) < 0)
+        return;
+    int saved_errno = errno;
+    struct iovec iov[CHAN_STACK_BATCH_MAX];
+    for (unsigned k = 0; k < n; k++) {
+        iov[k].iov_base = base + (k + 1) * one - page;
+        iov[k].iov_len = page;
+    }
+    if (syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, (size_t)n,
+                MADV_POPULATE_WRITE, 0u) < 0 &&
+        errno != ENOMEM && errno != EINTR && errno != EAGAIN)
+        /* An older kernel, or a tool that does not know the call. */
+        __atomic_store_n(&populate_state, -1, __ATOMIC_RELAXED);
+    errno = saved_errno;
+#else
+    (void)base, (void)one, (void)page, (void)n;
+#endif
+}
+
 /* Set up the node of a new stack for the tools that watch stacks. */
 static void *stack_init(char *lo, size_t size)
 {
@@ -242,6 +284,7 @@ unsigned chan__stack_new(size_t size, void **out, unsigned n)
         return 0;
     }
     unsigned made = guard(base, one, page, n);
+    populate_tops(base, one, page, made);
     for (unsigned i = 0; i < made; i++)
         out[i] = stack_init(base + i * one + page, size);
     if (made < n && munmap(base + made * one, (n - made) * one) != 0)
