@@ -47,6 +47,13 @@ static int tasks_go(struct bench_runner *r, void (*fn)(void *), void *arg,
     return chan_go(sched, fn, arg);
 }
 
+static int tasks_go_inner(struct bench_runner *r, void (*fn)(void *),
+                          void *arg)
+{
+    (void)r;
+    return chan_go(NULL, fn, arg); /* on the caller's scheduler */
+}
+
 static int tasks_wait(struct bench_runner *r)
 {
     (void)r;
@@ -64,6 +71,7 @@ static struct bench_runner tasks_runner = {
     .impl = "libchan-tasks",
     .go = tasks_go,
     .wait = tasks_wait,
+    .go_inner = tasks_go_inner,
     .finish = tasks_finish,
     .own_thread = 0,
 };

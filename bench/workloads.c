@@ -576,6 +576,81 @@ static void wl_idle(void)
 
 /* ---------------------------------------------------------------- table */
 
+/* ---- spawn: one body starts bodies that only count themselves, in
+ * batches it waits for with a wait group (Go: `go f()` in a goroutine,
+ * and a sync.WaitGroup) ---- */
+
+enum { SPAWN_BATCH = 64 };
+
+struct spawner {
+    long n;
+    chan_wg_t *wg;
+    atomic_long ran;
+};
+
+static void spawn_child(void *p)
+{
+    struct spawner *s = p;
+    atomic_fetch_add_explicit(&s->ran, 1, memory_order_relaxed);
+    int rc = chan_wg_done(s->wg);
+    if (rc != 0)
+        bench_die("chan_wg_done", rc);
+}
+
+static void spawner_body(void *p)
+{
+    struct spawner *s = p;
+    for (long i = 0; i < s->n; i += SPAWN_BATCH) {
+        int k = s->n - i < SPAWN_BATCH ? (int)(s->n - i) : SPAWN_BATCH;
+        int rc = chan_wg_add(s->wg, k);
+        for (int j = 0; j < k && rc == 0; j++)
+            rc = runner->go_inner(runner, spawn_child, s);
+        if (rc != 0)
+            bench_die("starting a body from a body", rc);
+        if ((rc = chan_wg_wait(s->wg)) != 0)
+            bench_die("chan_wg_wait", rc);
+    }
+}
+
+static double run_spawn(void *ctx, long n)
+{
+    (void)ctx;
+    struct spawner s = {n, chan_wg_new(), 0};
+    if (!s.wg)
+        bench_die("chan_wg_new", -ENOMEM);
+    double t0 = bench_now();
+    go(spawner_body, &s, 0);
+    wait_all();
+    double t = bench_now() - t0;
+    bench_check(atomic_load(&s.ran) == n, "spawn", "bodies run");
+    chan_wg_free(s.wg);
+    return t;
+}
+
+/* ---- yield: two bodies calling chan_yield() (Go: runtime.Gosched()) ---- */
+
+struct yielder {
+    long n;
+};
+
+static void yield_body(void *p)
+{
+    struct yielder *y = p;
+    for (long i = 0; i < y->n; i++)
+        chan_yield();
+}
+
+static double run_yield(void *ctx, long n)
+{
+    (void)ctx;
+    struct yielder y = {n};
+    double t0 = bench_now();
+    go(yield_body, &y, 0);
+    go(yield_body, &y, 0);
+    wait_all();
+    return bench_now() - t0;
+}
+
 static void wl_w1(void) { bench_measure(runner->impl, "w1", "ns/rt", run_w1, NULL, 1024, opts); }
 static void wl_w2c1024(void) { bench_measure(runner->impl, "w2c1024", "ns/msg", run_w2c1024, NULL, 1024, opts); }
 static void wl_w2c1(void) { bench_measure(runner->impl, "w2c1", "ns/msg", run_w2c1, NULL, 1024, opts); }
@@ -588,6 +663,8 @@ static void wl_sendrecv(void) { wl_micro("sendrecv", "ns/op", sendrecv_loop, 1, 
 static void wl_trypair(void) { wl_micro("try-pair", "ns/op", trypair_loop, 1, 1); }
 static void wl_tryrecv_empty(void) { wl_micro("tryrecv-empty", "ns/op", tryrecv_empty_loop, 1, 1); }
 static void wl_trysend_full(void) { wl_micro("trysend-full", "ns/op", trysend_full_loop, 1, 1); }
+static void wl_spawn(void) { bench_measure(runner->impl, "spawn", "ns/body", run_spawn, NULL, 1024, opts); }
+static void wl_yield(void) { bench_measure(runner->impl, "yield", "ns/yield", run_yield, NULL, 1024, opts); }
 static void wl_make(void) { wl_micro("make", "ns/op", make_loop, 0, 0); }
 static void wl_make1024(void) { wl_micro("make1024", "ns/op", make_loop, 0, 1024); }
 
@@ -601,6 +678,8 @@ static const struct {
     {"w3", wl_w3},
     {"w4", wl_w4},
     {"w5", wl_w5},
+    {"spawn", wl_spawn},
+    {"yield", wl_yield},
     {"sel1", wl_sel1},
     {"sel4", wl_sel4},
     {"sel16", wl_sel16},

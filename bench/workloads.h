@@ -7,7 +7,7 @@
  * A runner plays the part of Go's `go` statement plus a sync.WaitGroup:
  * go() starts fn(arg) concurrently, wait() returns once every body started
  * since the previous wait() has returned.  Only the program's main thread
- * calls them.
+ * calls them; go_inner() starts a body from inside another.
  */
 #ifndef BENCH_WORKLOADS_H
 #define BENCH_WORKLOADS_H
@@ -25,6 +25,10 @@ struct bench_runner {
               size_t stack_hint);
     /* Wait for every body started since the last wait.  0 or -errno. */
     int (*wait)(struct bench_runner *r);
+    /* Start fn(arg) from inside a body, as Go's `go` in a goroutine; the
+     * caller waits for it by other means (spawn: a wait group).  0 or
+     * -errno. */
+    int (*go_inner)(struct bench_runner *r, void (*fn)(void *), void *arg);
     /* Nonzero if each body runs on an OS thread of its own, so that the
      * CPU clock of that thread measures the body alone (idle-thread). */
     int own_thread;

@@ -544,6 +544,48 @@ func idle() {
 	report("idle-proc", "cpu-ns/s", pv, 1)
 }
 
+// ---------------------------------------------------------------- spawn
+
+const spawnBatch = 64
+
+// spawn runs one body that starts bodies that only count themselves, in
+// batches it waits for with a WaitGroup, as bench/workloads.c does.
+func spawn(n int64) time.Duration {
+	var ran int64
+	var outer sync.WaitGroup
+	t0 := time.Now()
+	goBody(&outer, func() {
+		var wg sync.WaitGroup
+		for i := int64(0); i < n; i += spawnBatch {
+			for k := i; k < n && k < i+spawnBatch; k++ {
+				goBody(&wg, func() { atomic.AddInt64(&ran, 1) })
+			}
+			wg.Wait()
+		}
+	})
+	outer.Wait()
+	t := time.Since(t0)
+	check(atomic.LoadInt64(&ran) == n, "spawn", "bodies run")
+	return t
+}
+
+// ---------------------------------------------------------------- yield
+
+// yield runs two bodies calling runtime.Gosched() n times each.
+func yield(n int64) time.Duration {
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for k := 0; k < 2; k++ {
+		goBody(&wg, func() {
+			for i := int64(0); i < n; i++ {
+				runtime.Gosched()
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(t0)
+}
+
 // ---------------------------------------------------------------- table
 
 var table = []struct {
@@ -556,6 +598,8 @@ var table = []struct {
 	{"w3", func() { measure("w3", "ns/msg", pc("w3", 1024, 4), 1024) }},
 	{"w4", func() { measure("w4", "ns/msg", w4, 1024) }},
 	{"w5", w5},
+	{"spawn", func() { measure("spawn", "ns/body", spawn, 1024) }},
+	{"yield", func() { measure("yield", "ns/yield", yield, 1024) }},
 	{"sel1", func() { micro("sel1", sel(1)) }},
 	{"sel4", func() { micro("sel4", sel(4)) }},
 	{"sel16", func() { micro("sel16", sel(16)) }},
