@@ -12,7 +12,9 @@
  *     (tasks running on it count as that thread); other workers only take
  *     from them.  So a worker that sees its own len == 0 knows its queue
  *     is empty.
- *   - sched->ntasks counts tasks from chan_go to their return.  When it
+ *   - sched->ntasks counts tasks from chan_go to their return, and on
+ *     after it until their worker runs out of work (chan__task_flush),
+ *     so it is never lower than the number of live tasks.  When it
  *     drops to 0 every queue is empty.
  *
  * No lost wakeups.  Adding work and going to sleep meet on one atomic
@@ -536,8 +538,10 @@ static void *worker_main(void *arg)
     for (;;) {
         if (!t)
             t = find_work(w, 0);
-        if (!t)
+        if (!t) {
+            chan__task_flush(w);
             t = idle(w);
+        }
         if (!t)
             break;
         t = chan__task_run(w, t);
@@ -553,6 +557,7 @@ static void sched_destroy(chan_sched_t *s)
     for (unsigned i = 0; i < s->nworkers; i++) {
         chan__worker_t *w = &s->workers[i];
         chan__stack_drain(&w->stacks, &s->cold, s->stack_size);
+        chan__task_drain(w);
     }
     chan__stack_drain(&s->stacks, &s->cold, s->stack_size);
     chan__stack_pool_drain(&s->cold, s->stack_size);

@@ -118,6 +118,18 @@ struct chan__task {
 #endif
 };
 
+/*
+ * chan__task_flush - count the tasks that finished on w off
+ * sched->ntasks, waking chan_sched_wait if none is left (task.c).  Called
+ * by w's thread whenever it runs out of work: a task's return only counts
+ * it in w->finished, so that starting and finishing tasks on two workers
+ * does not bounce ntasks' cache line between them at every task.
+ */
+CHAN_INTERNAL void chan__task_flush(chan__worker_t *w);
+
+/* chan__task_drain - free the task structs cached by w (task.c). */
+CHAN_INTERNAL void chan__task_drain(chan__worker_t *w);
+
 struct chan__worker {
     chan__ctx_t ctx;              /* the worker loop while a task runs */
     chan_sched_t *sched;          /* immutable */
@@ -149,6 +161,11 @@ struct chan__worker {
     uint32_t rng;                 /* victim choice; worker thread only */
     unsigned seen_puts;           /* others' puts at the last nap; idem */
     chan__stack_cache_t stacks;   /* worker thread only */
+    /* Finished tasks' structs, linked by next, for chan_go in a task on
+     * this worker to reuse (task.c); worker thread only. */
+    chan__task_t *free_tasks;
+    unsigned nfree_tasks;
+    size_t finished;              /* tasks returned, not yet flushed */
 
 #ifdef CHAN_ASAN
     void *asan_fake;

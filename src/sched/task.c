@@ -364,17 +364,86 @@ chan__parker_t *chan__task_parker(void)
     return w && w->current ? &w->current->parker : NULL;
 }
 
+/* ---------------------------------------------------------------- structs */
+
+enum {
+    /* Finished tasks' structs a worker keeps for new tasks started on it:
+     * malloc and free cost more than a task's start and finish otherwise,
+     * the more so as a struct is often freed by another thread than the
+     * one that allocated it. */
+    WORKER_FREE_TASKS = 64,
+};
+
+/* A zeroed task struct aligned to a cache line (struct chan__task), from
+ * w's cache if w is not NULL and has one; NULL if memory runs out. */
+static chan__task_t *task_alloc(chan__worker_t *w)
+{
+    chan__task_t *t = w ? w->free_tasks : NULL;
+    void *mem;
+    if (t) {
+        w->free_tasks = t->next;
+        w->nfree_tasks--;
+        mem = t->mem;
+    } else {
+        /* Aligned by hand: glibc's aligned_alloc leaves fragments that
+         * slow later frees down. */
+        int saved_errno = errno; /* malloc sets it on failure; we do not */
+        mem = malloc(sizeof(chan__task_t) + CHAN_CACHELINE - 1);
+        if (!mem) {
+            errno = saved_errno;
+            return NULL;
+        }
+        t = (chan__task_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
+                             ~(uintptr_t)(CHAN_CACHELINE - 1));
+    }
+    memset(t, 0, sizeof *t);
+    t->mem = mem;
+    return t;
+}
+
+/* Gives finished t's struct to w's cache, or back to malloc. */
+static void task_release(chan__worker_t *w, chan__task_t *t)
+{
+    if (w->nfree_tasks < WORKER_FREE_TASKS) {
+        t->next = w->free_tasks;
+        w->free_tasks = t;
+        w->nfree_tasks++;
+    } else {
+        free(t->mem);
+    }
+}
+
+void chan__task_drain(chan__worker_t *w)
+{
+    while (w->free_tasks) {
+        chan__task_t *t = w->free_tasks;
+        w->free_tasks = t->next;
+        free(t->mem);
+    }
+    w->nfree_tasks = 0;
+}
+
 /* ---------------------------------------------------------------- run */
 
 /* Worker side of a task's return: free everything it had. */
 static void task_finish(chan__worker_t *w, chan__task_t *t)
 {
-    chan_sched_t *s = t->sched;
     stack_put(w, t->stack); /* the TSan fiber stays with the stack */
-    free(t->mem);
-    /* Last: once ntasks is 0, chan_sched_free may proceed (it still joins
-     * this thread before freeing s). */
-    if (atomic_fetch_sub_explicit(&s->ntasks, 1, memory_order_acq_rel) == 1) {
+    task_release(w, t);
+    /* Counted off sched->ntasks by chan__task_flush, in a batch. */
+    w->finished++;
+}
+
+void chan__task_flush(chan__worker_t *w)
+{
+    size_t n = w->finished;
+    if (n == 0)
+        return;
+    w->finished = 0;
+    chan_sched_t *s = w->sched;
+    /* Once ntasks is 0, chan_sched_free may proceed (it still joins this
+     * thread before freeing s). */
+    if (atomic_fetch_sub_explicit(&s->ntasks, n, memory_order_acq_rel) == n) {
         chan__check(pthread_mutex_lock(&s->done_mu));
         chan__check(pthread_cond_broadcast(&s->done_cv));
         chan__check(pthread_mutex_unlock(&s->done_mu));
@@ -428,18 +497,12 @@ int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
         if (!s)
             return -EINVAL;
     }
-    /* Aligned to a cache line by hand (see struct chan__task): glibc's
-     * aligned_alloc leaves fragments that slow later frees down. */
-    int saved_errno = errno; /* malloc sets it on failure; we do not */
-    void *mem = malloc(sizeof(chan__task_t) + CHAN_CACHELINE - 1);
-    if (!mem) {
-        errno = saved_errno;
+    /* From this worker's cache when started by a task of s. */
+    chan__worker_t *w = chan__worker_self();
+    chan__task_t *t =
+        task_alloc(w && w->current && w->sched == s ? w : NULL);
+    if (!t)
         return -ENOMEM;
-    }
-    chan__task_t *t = (chan__task_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
-                                       ~(uintptr_t)(CHAN_CACHELINE - 1));
-    memset(t, 0, sizeof *t);
-    t->mem = mem;
     t->parker.ops = &task_ops;
     t->parker.slot = &t->wait1;
     atomic_init(&t->parker.state, CHAN_PARK_EMPTY);
