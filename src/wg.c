@@ -1,18 +1,29 @@
 /*
  * wg.c - wait groups, like Go's sync.WaitGroup.
  *
- * A counter and a list of waiters under one mutex.  A waiter is a
+ * An atomic counter, and a list of waiters under a mutex.  A waiter is a
  * chan__sel_t on the waiting thread's or task's stack and sleeps through the
  * park interface (park.h), so a task parks instead of blocking its worker.
+ * An add is one CAS on the counter, as in Go; only an add that brings it to
+ * zero while someone waits takes the mutex.
  *
- * Invariants (with wg->mu held):
- *   - 0 <= count.
- *   - waiters is non-empty only while count > 0: the add that brings the
- *     counter to zero takes the whole list.
+ * Invariants:
+ *   - 0 <= count (every add checks in its CAS loop).
+ *   - nwait counts the listed waiters plus any waiter between its increment
+ *     and its look at count; it and the list change under wg->mu.
+ *   - With wg->mu held, waiters is non-empty only while count > 0, or while
+ *     an add that brought count to zero is on its way to take the list.
  *
- * Locking.  wg->mu guards count and the waiter list.  It is a leaf lock
- * (src/internal.h): nothing else is taken under it, and waiters are
- * unparked after it is dropped.
+ * No lost wakeups.  A waiter increments nwait, then reads count; an add
+ * that reaches zero changes count, then reads nwait.  All four are
+ * sequentially consistent, so one of the two sees the other: the waiter
+ * sees zero and returns, or the add sees the waiter and, under wg->mu,
+ * takes the list, if count is still zero then (a later add may have raised
+ * it again: those waiters then wait for the next zero).
+ *
+ * Locking.  wg->mu guards nwait's changes and the waiter list.  It is a
+ * leaf lock (src/internal.h): nothing else is taken under it, and waiters
+ * are unparked after it is dropped.
  *
  * Lifetimes.  A waiter lives on its owner's stack until the owner returns
  * from chan__sel_wait().  The add that claims it (the sel CAS, done under
@@ -40,7 +51,8 @@ struct wg_waiter {
 
 struct chan_wg {
     pthread_mutex_t mu;         /* see Locking above */
-    int64_t count;              /* the counter; never negative */
+    _Atomic int64_t count;      /* the counter; never negative */
+    _Atomic long nwait;         /* see Invariants above */
     struct wg_waiter *waiters;  /* blocked in chan_wg_wait, any order */
 };
 
@@ -53,6 +65,8 @@ chan_wg_t *chan_wg_new(void)
         free(wg);
         return NULL;
     }
+    atomic_init(&wg->count, 0);
+    atomic_init(&wg->nwait, 0);
     return wg;
 }
 
@@ -68,19 +82,29 @@ int chan_wg_add(chan_wg_t *wg, int delta)
 {
     if (!wg)
         return -EINVAL;
+    int64_t c = atomic_load_explicit(&wg->count, memory_order_relaxed);
+    do {
+        /* A counter that would go negative is a caller bug (Go panics);
+         * so is one that would overflow, which takes 2^32 maximal adds. */
+        if ((delta < 0 && c < -(int64_t)delta) ||
+            (delta > 0 && c > INT64_MAX - delta))
+            return -EINVAL;
+        /* seq_cst: see No lost wakeups; also releases the caller's work
+         * to whoever sees the counter at zero. */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &wg->count, &c, c + delta, memory_order_seq_cst,
+        memory_order_relaxed));
+    if (c + delta != 0 ||
+        atomic_load_explicit(&wg->nwait, memory_order_seq_cst) == 0)
+        return 0;
+
     chan__check(pthread_mutex_lock(&wg->mu));
-    /* A counter that would go negative is a caller bug (Go panics); so is
-     * one that would overflow, which takes 2^32 maximal adds. */
-    if ((delta < 0 && wg->count < -(int64_t)delta) ||
-        (delta > 0 && wg->count > INT64_MAX - delta)) {
-        chan__check(pthread_mutex_unlock(&wg->mu));
-        return -EINVAL;
-    }
-    wg->count += delta;
     struct wg_waiter *list = NULL;
-    if (wg->count == 0 && wg->waiters) {
+    if (atomic_load_explicit(&wg->count, memory_order_relaxed) == 0 &&
+        wg->waiters) {
         list = wg->waiters;
         wg->waiters = NULL;
+        atomic_store_explicit(&wg->nwait, 0, memory_order_relaxed);
         for (struct wg_waiter *w = list; w; w = w->next) {
             int expect = CHAN_SEL_WAITING;
             /* A wait has no timeout, so nobody else claims the sel and
@@ -110,9 +134,13 @@ int chan_wg_wait(chan_wg_t *wg)
 {
     if (!wg)
         return -EINVAL;
+    if (atomic_load_explicit(&wg->count, memory_order_acquire) == 0)
+        return 0;
     struct wg_waiter w;
     chan__check(pthread_mutex_lock(&wg->mu));
-    if (wg->count == 0) {
+    atomic_fetch_add_explicit(&wg->nwait, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&wg->count, memory_order_seq_cst) == 0) {
+        atomic_fetch_sub_explicit(&wg->nwait, 1, memory_order_relaxed);
         chan__check(pthread_mutex_unlock(&wg->mu));
         return 0;
     }
