@@ -231,3 +231,50 @@ Test(wg, many_threads_add_and_done)
     }
     chan_wg_free(wg);
 }
+
+/*
+ * A waiter that arrives just as the counter reaches zero: it must either
+ * see zero and return, or be woken by the done that reached it.  Many
+ * rounds, with the done after a varying short spin, so that the wait's
+ * last look and the done's check for waiters meet in every order.
+ */
+struct racer {
+    chan_wg_t *wg;
+    sem_t go, back;
+    long rounds;
+    int bad;
+};
+
+static void *race_waiter(void *arg)
+{
+    struct racer *r = arg;
+    for (long i = 0; i < r->rounds; i++) {
+        test_sem_wait(&r->go);
+        if (chan_wg_wait(r->wg) != 0)
+            r->bad++;
+        test_sem_post(&r->back);
+    }
+    return NULL;
+}
+
+Test(wg, wait_races_the_last_done)
+{
+    struct racer r = { .wg = chan_wg_new(), .rounds = test_scaled(20000, 100) };
+    cr_assert_not_null(r.wg);
+    test_sem_init(&r.go, 0);
+    test_sem_init(&r.back, 0);
+    pthread_t th = test_thread_start(race_waiter, &r);
+    for (long i = 0; i < r.rounds; i++) {
+        cr_assert_eq(chan_wg_add(r.wg, 1), 0);
+        test_sem_post(&r.go);
+        for (volatile long k = 0; k < i % 64; k++)
+            ;
+        cr_assert_eq(chan_wg_done(r.wg), 0);
+        test_sem_wait(&r.back); /* hangs (the suite's time limit) if lost */
+    }
+    test_thread_join(th);
+    cr_assert_eq(r.bad, 0);
+    test_sem_destroy(&r.go);
+    test_sem_destroy(&r.back);
+    chan_wg_free(r.wg);
+}
