@@ -36,6 +36,32 @@ static void *detached_trampoline(void *p)
     return NULL;
 }
 
+/*
+ * Starts a thread running b: joinable into *th, or detached (th NULL, and
+ * the thread frees b); stack_hint as in bench_runner.go.  0 or -errno.
+ */
+static int start(struct body *b, pthread_t *th, size_t stack_hint)
+{
+    pthread_attr_t at;
+    pthread_t detached;
+    int rc = pthread_attr_init(&at);
+    if (rc != 0)
+        return -rc;
+    if (stack_hint) {
+        /* Not below the system's minimum (128 KiB on AArch64). */
+        long min = sysconf(_SC_THREAD_STACK_MIN);
+        rc = pthread_attr_setstacksize(
+            &at, min > 0 && stack_hint < (size_t)min ? (size_t)min : stack_hint);
+    }
+    if (rc == 0 && !th)
+        rc = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (rc == 0)
+        rc = pthread_create(th ? th : &detached, &at,
+                            th ? trampoline : detached_trampoline, b);
+    pthread_attr_destroy(&at);
+    return -rc;
+}
+
 static int threads_go(struct bench_runner *r, void (*fn)(void *), void *arg,
                       size_t stack_hint)
 {
@@ -57,21 +83,10 @@ static int threads_go(struct bench_runner *r, void (*fn)(void *), void *arg,
         return -ENOMEM;
     b->fn = fn;
     b->arg = arg;
-
-    pthread_attr_t at;
-    int rc = pthread_attr_init(&at);
-    if (rc == 0 && stack_hint) {
-        /* Not below the system's minimum (128 KiB on AArch64). */
-        long min = sysconf(_SC_THREAD_STACK_MIN);
-        rc = pthread_attr_setstacksize(
-            &at, min > 0 && stack_hint < (size_t)min ? (size_t)min : stack_hint);
-    }
-    if (rc == 0)
-        rc = pthread_create(&t->th[t->n], &at, trampoline, b);
-    pthread_attr_destroy(&at);
+    int rc = start(b, &t->th[t->n], stack_hint);
     if (rc != 0) {
         free(b);
-        return -rc;
+        return rc;
     }
     t->bodies[t->n++] = b;
     return 0;
@@ -87,17 +102,10 @@ static int threads_go_inner(struct bench_runner *r, void (*fn)(void *),
         return -ENOMEM;
     b->fn = fn;
     b->arg = arg;
-    pthread_attr_t at;
-    pthread_t th;
-    int rc = pthread_attr_init(&at);
-    if (rc == 0)
-        rc = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (rc == 0)
-        rc = pthread_create(&th, &at, detached_trampoline, b);
-    pthread_attr_destroy(&at);
+    int rc = start(b, NULL, 0);
     if (rc != 0)
         free(b);
-    return -rc;
+    return rc;
 }
 
 static int threads_wait(struct bench_runner *r)
