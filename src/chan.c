@@ -253,6 +253,7 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 
     chan__wait1_t local, *b = self->slot ? self->slot : &local;
     chan__sel_init_for(&b->sel, self);
+    b->sel.exclusive = deadline == CHAN_NO_DEADLINE;
     b->w = (chan__waiter_t){ .sel = &b->sel, .elem = elem, .index = 0 };
     chan__waitq_t *q = is_send ? &ch->sendq : &ch->recvq;
     chan__waitq_push(q, &b->w);

@@ -42,6 +42,15 @@ chan__waiter_t *chan__waitq_claim(chan__waitq_t *q)
     chan__waiter_t *w;
     while ((w = q->head) != NULL) {
         chan__waitq_remove(q, w);
+        if (w->sel->exclusive) {
+            /* Nobody else can claim it: no other case, no timeout, and
+             * every other claimer takes this channel's lock first, whose
+             * release and acquire also order the owner's setup before
+             * this.  A store instead of a CAS (a locked instruction). */
+            atomic_store_explicit(&w->sel->state, CHAN_SEL_DONE,
+                                  memory_order_relaxed);
+            return w;
+        }
         int expect = CHAN_SEL_WAITING;
         /* acq_rel: acquire to see the owner's setup of the waiter, release
          * so that a losing chan__sel_cancel sees that we won. */

@@ -37,6 +37,10 @@ typedef struct chan__sel {
     _Atomic int state;        /* CHAN_SEL_*; see "The claim" above */
     int fired;                /* case index that fired; written by the claimer */
     int result;               /* 0 or -EPIPE; written by the claimer */
+    /* 1: one case and no deadline, so only a claimer holding the lock of
+     * that case's channel can end the wait (see chan__waitq_claim).
+     * Immutable while queued. */
+    int exclusive;
     chan__parker_t *parker;   /* how the owner sleeps; immutable while queued */
 } chan__sel_t;
 
@@ -87,6 +91,7 @@ static inline void chan__sel_init_for(chan__sel_t *s, chan__parker_t *p)
     atomic_store_explicit(&s->state, CHAN_SEL_WAITING, memory_order_relaxed);
     s->fired = -1;
     s->result = 0;
+    s->exclusive = 0;
     s->parker = p;
     chan__park_prepare(p);
 }
