@@ -363,6 +363,35 @@ CHAN_EXPORT int chan_wg_wait(chan_wg_t *wg);
  */
 CHAN_EXPORT void chan_wg_free(chan_wg_t *wg);
 
+/* ------------------------------------------------------------------------ */
+/* I/O (tasks and threads)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * chan_blocking - run fn(arg), which may block in anything (file I/O,
+ * getaddrinfo, another library's lock), without holding a worker thread.
+ *
+ * Inside a task, fn runs on a helper thread of the library while the task
+ * is parked, and the call returns once fn has returned; in a plain thread
+ * it simply calls fn(arg).  On a helper, fn's thread-local state (errno
+ * included) is the helper's, and every signal is blocked: pass results back
+ * through arg.  fn must return (no pthread_exit, no longjmp out of it).
+ *
+ * Helpers are shared by the whole process and started on demand, up to 64
+ * at once (the environment variable CHAN_BLOCKING_THREADS, read at the
+ * first call from a task, may set 1 to 10000); beyond that a call waits,
+ * parked, for the first helper to become free, so calls whose fn wait for
+ * each other must not outnumber the limit.  A helper left without work for
+ * 10 s exits (CHAN_BLOCKING_IDLE_MS sets that time in milliseconds).  A
+ * program that never calls chan_blocking from a task starts no helper.
+ * After fork() the child starts helpers of its own.
+ *
+ * Returns 0; -EINVAL if fn is NULL; -EAGAIN if no helper thread can be had
+ * (none is free and no new thread can be created), and then fn was not
+ * called.
+ */
+CHAN_EXPORT int chan_blocking(void (*fn)(void *arg), void *arg);
+
 #ifdef __cplusplus
 }
 #endif
