@@ -46,7 +46,11 @@
  * and, in the child, forget the helpers and any queued jobs (whose tasks
  * do not run in the child either) and give pool.cv a fresh start, so the
  * child's first call starts a helper of its own instead of waiting for
- * one that is not there.
+ * one that is not there.  A fork from inside fn leaves the child running on
+ * a copy of that helper; pool.gen tells the copy that it belongs to the
+ * parent's pool, so once fn returns it leaves (ending the child, whose
+ * only thread it is) without touching the child's pool or waking a task
+ * that does not run in the child.
  */
 #include "internal.h"
 
@@ -86,6 +90,7 @@ static struct {
     unsigned queued;         /* jobs in the queue */
     unsigned threads;        /* helpers alive or being started */
     unsigned idle;           /* helpers waiting on cv */
+    unsigned gen;            /* incremented in a child after fork() */
     unsigned max;            /* limit on threads; set once */
     int64_t idle_ns;         /* a helper's longest wait for a job; set once */
 } pool = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -134,6 +139,7 @@ static void after_fork_child(void)
     pool.queued = 0;
     pool.threads = 0;
     pool.idle = 0;
+    pool.gen++;
     /* The parent's idle helpers were waiting on cv; in the child those
      * waiters do not exist. */
     cond_init();
@@ -178,15 +184,23 @@ static struct job *next_job(void)
     return j;
 }
 
+/* A helper; arg is its first job.  It belongs to generation pool.gen. */
 static void *helper(void *arg)
 {
     struct job *j = arg;
+    chan__check(pthread_mutex_lock(&pool.mu));
+    unsigned gen = pool.gen;
+    chan__check(pthread_mutex_unlock(&pool.mu));
     do {
         chan__parker_t *p = j->parker;
         j->fn(j->arg);
+        chan__check(pthread_mutex_lock(&pool.mu));
+        if (pool.gen != gen) { /* fn forked: see fork() above */
+            chan__check(pthread_mutex_unlock(&pool.mu));
+            return NULL;
+        }
         /* Idle before the caller resumes, so that a call it makes next
          * finds this helper free instead of starting another. */
-        chan__check(pthread_mutex_lock(&pool.mu));
         pool.idle++;
         chan__check(pthread_mutex_unlock(&pool.mu));
         /* The task may return and drop j's frame as soon as it is

@@ -515,3 +515,49 @@ Test(blocking, fork_child_starts_helpers_of_its_own)
               "child status %#x", status);
     chan_sched_free(s);
 }
+
+static void child_exit_now(void)
+{
+    _exit(0);
+}
+
+struct forker {
+    pid_t pid;
+};
+
+static void fn_fork(void *arg)
+{
+    struct forker *f = arg;
+    fflush(NULL);
+    f->pid = fork();
+    if (f->pid == 0)
+        /* The child ends as soon as its only thread, this helper, leaves:
+         * at exit, before anything inherited from the test runs. */
+        atexit(child_exit_now);
+}
+
+static void task_fork(void *arg)
+{
+    struct forker *f = arg;
+    if (chan_blocking(fn_fork, f) != 0)
+        f->pid = -2;
+}
+
+Test(blocking, fork_inside_fn_leaves_the_child_alone)
+{
+#if UNDER_TSAN
+    cr_skip_test("ThreadSanitizer cannot start threads after a fork");
+#endif
+    /* A child that took the copied helper for one of its own would count
+     * it idle and keep it, and so itself, alive for two minutes. */
+    cr_assert_eq(setenv("CHAN_BLOCKING_IDLE_MS", "120000", 1), 0);
+    chan_sched_t *s = sched_make(1);
+    struct forker f = { .pid = -1 };
+    cr_assert_eq(chan_go(s, task_fork, &f), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_gt(f.pid, 0);
+    int status = wait_child(f.pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child status %#x", status);
+    chan_sched_free(s);
+}
