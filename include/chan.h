@@ -304,15 +304,18 @@ CHAN_EXPORT int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg);
 /*
  * chan_sched_wait - block until every task of s has returned.
  *
- * Tasks started by tasks count too.  Returns 0; -EINVAL if s is NULL;
- * -EDEADLK when called from a task of s (it would wait for itself).
+ * Tasks started by tasks count too.  Called from a task of another
+ * scheduler it parks that task, like every blocking call, so its worker
+ * runs other tasks meanwhile.  Returns 0; -EINVAL if s is NULL; -EDEADLK
+ * when called from a task of s (it would wait for itself).
  */
 CHAN_EXPORT int chan_sched_wait(chan_sched_t *s);
 
 /*
  * chan_sched_free - wait like chan_sched_wait, then stop the workers and free
- * everything.  chan_sched_free(NULL) does nothing; calling it from a task of
- * s is a programming error.
+ * everything.  From a task of another scheduler the wait parks the task.
+ * chan_sched_free(NULL) does nothing; calling it from a task of s is a
+ * programming error.
  */
 CHAN_EXPORT void chan_sched_free(chan_sched_t *s);
 

@@ -198,6 +198,85 @@ Test(sched, two_schedulers_share_a_channel)
     chan_release(t.ch);
 }
 
+/*
+ * A task of a one-worker scheduler A waits for (or frees) scheduler B,
+ * whose only task waits on gate; the task of A that closes gate can only
+ * run if the waiting task parks and leaves A's worker free.  If the wait
+ * blocked the worker thread instead, nothing would ever close gate.
+ */
+struct cross {
+    chan_sched_t *b;
+    chan_t *gate;     /* B's task waits for it to close */
+    chan_t *started;  /* capacity 1: the waiter is running on A's worker */
+    chan_t *done;     /* capacity 1: the waiter is through */
+    int free_b;       /* chan_sched_free(b) instead of chan_sched_wait(b) */
+    atomic_int b_done;
+    int rc;
+    int b_done_seen;
+};
+
+static void cross_b(void *arg)
+{
+    struct cross *c = arg;
+    if (chan_recv(c->gate, NULL) == -EPIPE)
+        atomic_store(&c->b_done, 1);
+}
+
+static void cross_waiter(void *arg)
+{
+    struct cross *c = arg;
+    (void)chan_send(c->started, NULL); /* buffered: does not park */
+    /* From here on this task keeps A's only worker until it parks. */
+    if (c->free_b) {
+        chan_sched_free(c->b);
+        c->rc = 0;
+    } else {
+        c->rc = chan_sched_wait(c->b);
+    }
+    c->b_done_seen = atomic_load(&c->b_done);
+    (void)chan_send(c->done, NULL);
+}
+
+static void cross_opener(void *arg)
+{
+    chan_close(((struct cross *)arg)->gate);
+}
+
+static void wait_for_other_sched_in_task(int free_b)
+{
+    chan_sched_t *a = sched_make(1), *b = sched_make(1);
+    struct cross c = { .b = b, .free_b = free_b, .rc = 1 };
+    c.gate = chan_make(0, 0);
+    c.started = chan_make(0, 1);
+    c.done = chan_make(0, 1);
+    cr_assert(c.gate && c.started && c.done);
+    cr_assert_eq(chan_go(b, cross_b, &c), 0);
+    cr_assert_eq(chan_go(a, cross_waiter, &c), 0);
+    cr_assert_eq(chan_recv(c.started, NULL), 0);
+    cr_assert_eq(chan_go(a, cross_opener, &c), 0);
+    /* Generous: the whole exchange takes microseconds. */
+    cr_assert_eq(chan_timedrecv(c.done, NULL, 20000 * TEST_MS), 0,
+                 "the waiting task kept its worker thread");
+    cr_assert_eq(c.rc, 0);
+    cr_assert_eq(c.b_done_seen, 1, "the wait returned before B's task did");
+    chan_sched_free(a);
+    if (!free_b)
+        chan_sched_free(b);
+    chan_release(c.gate);
+    chan_release(c.started);
+    chan_release(c.done);
+}
+
+Test(sched, wait_for_another_scheduler_parks_the_task)
+{
+    wait_for_other_sched_in_task(0);
+}
+
+Test(sched, free_of_another_scheduler_parks_the_task)
+{
+    wait_for_other_sched_in_task(1);
+}
+
 /* ------------------------------------------------------------ ring */
 
 struct ring_stage {

@@ -44,8 +44,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "sched/sched.h"
 #include "sched/stack.h"
+#include "waitq.h"
 
 /* Default stack: 64 KiB; sanitizers' larger frames get four times that. */
 #if defined(CHAN_ASAN) || defined(CHAN_TSAN)
@@ -565,7 +567,6 @@ static void sched_destroy(chan_sched_t *s)
     pthread_mutex_destroy(&s->idle_mu);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->done_mu);
-    pthread_cond_destroy(&s->done_cv);
     pthread_mutex_destroy(&s->stack_mu);
     free(s->workers);
     free(s);
@@ -621,7 +622,6 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
     chan__check(pthread_cond_init(&s->idle_cv, &ca));
     pthread_condattr_destroy(&ca);
     chan__check(pthread_mutex_init(&s->done_mu, NULL));
-    chan__check(pthread_cond_init(&s->done_cv, NULL));
     chan__check(pthread_mutex_init(&s->stack_mu, NULL));
     s->stacks.max = SHARED_STACKS;
     for (unsigned i = 0; i < threads; i++) {
@@ -667,11 +667,25 @@ int chan_sched_wait(chan_sched_t *s)
     chan__worker_t *w = chan__worker_self();
     if (w && w->current && w->sched == s)
         return -EDEADLK;
-    chan__check(pthread_mutex_lock(&s->done_mu));
-    while (atomic_load_explicit(&s->ntasks, memory_order_acquire) != 0)
-        chan__check(pthread_cond_wait(&s->done_cv, &s->done_mu));
-    chan__check(pthread_mutex_unlock(&s->done_mu));
-    return 0;
+    /* Parks like every blocking call: a thread sleeps, a task of another
+     * scheduler leaves its worker to other tasks.  A flush that brings
+     * ntasks to 0 wakes every listed waiter (task.c); tasks started since
+     * then are waited for too, as before. */
+    for (;;) {
+        if (atomic_load_explicit(&s->ntasks, memory_order_acquire) == 0)
+            return 0;
+        struct chan__done_waiter d;
+        chan__check(pthread_mutex_lock(&s->done_mu));
+        if (atomic_load_explicit(&s->ntasks, memory_order_acquire) == 0) {
+            chan__check(pthread_mutex_unlock(&s->done_mu));
+            return 0;
+        }
+        chan__sel_init(&d.sel);
+        d.next = s->done_waiters;
+        s->done_waiters = &d;
+        chan__check(pthread_mutex_unlock(&s->done_mu));
+        chan__assert(chan__sel_wait(&d.sel, CHAN_NO_DEADLINE) == 0);
+    }
 }
 
 void chan_sched_free(chan_sched_t *s)
@@ -681,6 +695,9 @@ void chan_sched_free(chan_sched_t *s)
     if (chan_sched_wait(s) != 0)
         return;
     int saved_errno = errno;
+    /* The joins below do hold a task's worker when called from a task of
+     * another scheduler, but only until s's idle workers see stop: they
+     * have nothing left to run. */
     sched_stop(s);
     sched_destroy(s);
     errno = saved_errno;

@@ -33,7 +33,7 @@
  *   worker->mu      the worker's ring and run-next slot (a spin lock);
  *   sched->gmu      the global queue;
  *   sched->idle_mu  tokens and stop (idle_word is an atomic);
- *   sched->done_mu  the sleep of chan_sched_wait (ntasks is an atomic);
+ *   sched->done_mu  the waiters of chan_sched_wait (ntasks is an atomic);
  *   sched->stack_mu the shared stack cache, the cold pool and the
  *                   stack-wait list (nswait is an atomic).
  *
@@ -75,6 +75,12 @@
 
 typedef struct chan__task chan__task_t;
 typedef struct chan__worker chan__worker_t;
+
+/* A caller of chan_sched_wait, on its stack while it waits. */
+struct chan__done_waiter {
+    chan__sel_t sel;                  /* claimed by the flush that ends it */
+    struct chan__done_waiter *next;   /* done_mu while listed */
+};
 
 /* What a task asks of its worker when it switches back. */
 enum chan__after { CHAN_AFTER_NONE, CHAN_AFTER_YIELD, CHAN_AFTER_PARK,
@@ -200,10 +206,13 @@ struct chan_sched {
      * with one read-modify-write (sched.c, "No lost wakeups"). */
     _Atomic uint64_t idle_word;
 
-    /* Live tasks (started, not finished), and chan_sched_wait's sleep. */
+    /* Live tasks (started, not finished), and the callers of
+     * chan_sched_wait waiting for them to reach 0 (threads or tasks of
+     * other schedulers, each parked on a waiter on its own stack, in any
+     * order; see chan__task_flush). */
     _Atomic size_t ntasks;
     pthread_mutex_t done_mu;
-    pthread_cond_t done_cv;
+    struct chan__done_waiter *done_waiters; /* done_mu */
 
     pthread_mutex_t stack_mu;
     chan__stack_cache_t stacks;   /* stack_mu */

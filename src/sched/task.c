@@ -446,11 +446,27 @@ void chan__task_flush(chan__worker_t *w)
     w->finished = 0;
     chan_sched_t *s = w->sched;
     /* Once ntasks is 0, chan_sched_free may proceed (it still joins this
-     * thread before freeing s). */
-    if (atomic_fetch_sub_explicit(&s->ntasks, n, memory_order_acq_rel) == n) {
-        chan__check(pthread_mutex_lock(&s->done_mu));
-        chan__check(pthread_cond_broadcast(&s->done_cv));
-        chan__check(pthread_mutex_unlock(&s->done_mu));
+     * thread before freeing s).  A waiter reads ntasks under done_mu, so
+     * it either sees 0 or is listed before this takes the lock. */
+    if (atomic_fetch_sub_explicit(&s->ntasks, n, memory_order_acq_rel) != n)
+        return;
+    chan__check(pthread_mutex_lock(&s->done_mu));
+    struct chan__done_waiter *list = s->done_waiters;
+    s->done_waiters = NULL;
+    for (struct chan__done_waiter *d = list; d; d = d->next) {
+        int expect = CHAN_SEL_WAITING;
+        /* The wait has no deadline: nobody else claims the sel. */
+        chan__assert(atomic_compare_exchange_strong_explicit(
+            &d->sel.state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
+            memory_order_acquire));
+        d->sel.fired = 0;
+    }
+    chan__check(pthread_mutex_unlock(&s->done_mu));
+    while (list) {
+        /* Read next first: once unparked, the waiter's frame may vanish. */
+        struct chan__done_waiter *next = list->next;
+        chan__unpark(list->sel.parker);
+        list = next;
     }
 }
 
