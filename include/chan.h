@@ -284,9 +284,11 @@ typedef struct chan_sched_opts {
  *
  * opts may be NULL for the defaults (one worker per online CPU, 64 KiB task
  * stacks, or 256 KiB in sanitizer builds, whose frames are larger; sizes
- * are rounded up to whole pages, each stack with a guard page below it).
- * Several schedulers may exist at once.  Returns NULL if threads or memory
- * cannot be had.
+ * are rounded up to whole pages).  Below each stack lies a 64 KiB guard
+ * region, so that a task that overflows its stack dies of SIGSEGV; a frame
+ * larger than that is caught only in code built with
+ * -fstack-clash-protection (README, "Task stacks").  Several schedulers may
+ * exist at once.  Returns NULL if threads or memory cannot be had.
  */
 CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
 

@@ -1,23 +1,32 @@
 /*
  * stack.c - task stacks and their cache (see stack.h).
  *
- * Why a guard page: a task stack is small (64 KiB by default) and nothing
- * checks its depth, so a deep recursion would run into the neighbouring
- * mapping, perhaps another task's stack, and corrupt it silently.  A
- * PROT_NONE page below the stack turns that into an immediate SIGSEGV at
- * the faulting instruction.  (A frame larger than a page could still jump
- * over it; compilers' -fstack-clash-protection closes that hole.)
+ * Why a guard region: a task stack is small (64 KiB by default) and
+ * nothing checks its depth, so a deep recursion would run into the
+ * neighbouring mapping, often another task's stack of the same batch, and
+ * corrupt it silently.  Pages below the stack that fault on any access
+ * turn that into an immediate SIGSEGV at the faulting instruction.  Why
+ * 64 KiB of them, not one page: a function allocates its whole frame at
+ * once and its first store may go anywhere in it (a call pushes its
+ * return address at the very bottom), so a frame larger than the guard
+ * can land beyond it.  Frames of a few KiB are common (glibc's printf on
+ * an unbuffered stream takes 8 KiB), and code built without
+ * -fstack-clash-protection touches a frame of up to the guard's size
+ * first inside the guard.  With that option x86-64 probes every 4 KiB of
+ * a large frame and AArch64 every 64 KiB, so a 64 KiB guard catches every
+ * frame of such code, however large.  The guard costs address space, no
+ * memory: the pages are never populated.
  *
  * Why a cache: mmap, mprotect and munmap each take the process's mapping
  * lock and cost a few microseconds; programs that start many short tasks
  * would spend their time there.  A finished task's stack goes to a cache
  * instead, up to a bound, and the next task takes it.  New stacks are
  * mapped in batches (one mmap for several stacks, the rest going to the
- * cache), and the guard pages are made with MADV_GUARD_INSTALL where the
- * kernel has it, so a batch remains one mapping (neighbouring batches
+ * cache), and the guard regions are made with MADV_GUARD_INSTALL where
+ * the kernel has it, so a batch remains one mapping (neighbouring batches
  * even merge): this keeps a program with 100,000 parked tasks well under
  * the kernel's limit on mappings per process, which an mprotect'ed guard
- * page per stack (two mappings per stack) would exceed at about 32,000.
+ * per stack (two mappings per stack) would exceed at about 32,000.
  *
  * Sanitizers and valgrind.  AddressSanitizer poisons the redzones of stack
  * frames and unpoisons them when the frame returns; a task that finishes
@@ -100,33 +109,42 @@ size_t chan__page_size(void)
 _Static_assert(sizeof(struct node) <= CHAN_STACK_RESERVED,
                "the node must fit in the reserved bytes");
 
+size_t chan__stack_guard(void)
+{
+    size_t page = chan__page_size();
+    return (CHAN_STACK_GUARD_MIN + page - 1) / page * page;
+}
+
 static struct node *node_of(void *lo, size_t size)
 {
     return (struct node *)((char *)lo + size) - 1;
 }
 
-/* How guard pages are made, best first; guard_way remembers the best one
+/* How guard regions are made, best first; guard_way remembers the best one
  * the kernel accepted (GUARD_UNKNOWN: not tried yet). */
 enum { GUARD_UNKNOWN, GUARD_VECTOR, GUARD_MADVISE, GUARD_MPROTECT };
 static int guard_way;
 
 /*
- * Makes the first page of each of the n stack slots at base (one apart) a
- * guard page; returns how many leading slots have theirs (n on success).
+ * Makes the first gsz bytes of each of the n stack slots at base (one
+ * apart) a guard region; returns how many leading slots have theirs (n on
+ * success).
  *
  * Preferably with MADV_GUARD_INSTALL (Linux 6.13): the kernel marks the
- * page in the page table and the mapping stays in one piece.  All n at
+ * pages in the page table and the mapping stays in one piece.  All n at
  * once through process_madvise on the calling process (recent kernels let
  * a process name itself, PIDFD_SELF, without opening a pidfd), else one
  * madvise each.  The first success is checked (guard_faults): a system
  * that accepts the advice without doing it gets mprotect instead.  Without
  * it, mprotect, which splits the mapping: every stack then costs two of
  * the kernel's mappings, of which a process may have vm.max_map_count
- * (65530 by default).
+ * (65530 by default).  Either way the cost hardly depends on the size of
+ * the region.
  */
 /*
- * Whether the page at p really faults.  Asked once, of the first page that
- * MADV_GUARD_INSTALL claims to have guarded: an emulator such as qemu-user
+ * Whether the page at p really faults.  Asked once, of the top page of the
+ * first region that MADV_GUARD_INSTALL claims to have guarded (the page an
+ * overflow reaches first): an emulator such as qemu-user
  * accepts the advice and does nothing.  The kernel reads p to write it to a
  * pipe, and fails with EFAULT on a guard page.  If the question cannot be
  * asked (no pipe), the answer is yes.
@@ -147,7 +165,7 @@ static int guard_faults(const char *p)
     return faults;
 }
 
-static unsigned guard(char *base, size_t one, size_t page, unsigned n)
+static unsigned guard(char *base, size_t one, size_t gsz, unsigned n)
 {
     int way = __atomic_load_n(&guard_way, __ATOMIC_RELAXED);
 #ifdef CHAN_VALGRIND
@@ -155,19 +173,21 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
         way = GUARD_MADVISE; /* it does not know process_madvise */
 #endif
     unsigned i = 0;
+    const char *probe = base + gsz - chan__page_size();
+    (void)probe;
 #if defined(__linux__) && defined(SYS_process_madvise)
     if (way <= GUARD_VECTOR) {
         struct iovec iov[CHAN_STACK_BATCH_MAX];
         for (unsigned k = 0; k < n; k++) {
             iov[k].iov_base = base + k * one;
-            iov[k].iov_len = page;
+            iov[k].iov_len = gsz;
         }
         long done = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov,
                             (size_t)n, MADV_GUARD_INSTALL, 0u);
-        if (done == (long)(n * page)) {
+        if (done == (long)(n * gsz)) {
             if (way == GUARD_VECTOR)
                 return n;
-            if (guard_faults(base)) {
+            if (guard_faults(probe)) {
                 __atomic_store_n(&guard_way, GUARD_VECTOR, __ATOMIC_RELAXED);
                 return n;
             }
@@ -183,10 +203,10 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
 #ifdef MADV_GUARD_INSTALL
     if (way <= GUARD_MADVISE) {
         for (; i < n; i++)
-            if (madvise(base + i * one, page, MADV_GUARD_INSTALL) != 0)
+            if (madvise(base + i * one, gsz, MADV_GUARD_INSTALL) != 0)
                 break;
         if (i == n) {
-            if (way == GUARD_MADVISE || guard_faults(base)) {
+            if (way == GUARD_MADVISE || guard_faults(probe)) {
                 __atomic_store_n(&guard_way, GUARD_MADVISE, __ATOMIC_RELAXED);
                 return n;
             }
@@ -200,7 +220,7 @@ static unsigned guard(char *base, size_t one, size_t page, unsigned n)
     }
 #endif
     for (; i < n; i++)
-        if (mprotect(base + i * one, page, PROT_NONE) != 0)
+        if (mprotect(base + i * one, gsz, PROT_NONE) != 0)
             break;
     return i;
 }
@@ -262,15 +282,15 @@ unsigned chan__stack_batch(size_t size)
     /* Batches of up to 16 stacks, as long as a batch stays under 2 MiB
      * of address space. */
     size_t n = (size_t)2 << 20;
-    n /= size + chan__page_size();
+    n /= size + chan__stack_guard();
     return n < 1 ? 1
            : n > CHAN_STACK_BATCH_MAX ? CHAN_STACK_BATCH_MAX : (unsigned)n;
 }
 
-unsigned chan__stack_new(size_t size, void **out, unsigned n)
+int chan__stack_new(size_t size, void **out, unsigned n)
 {
-    size_t page = chan__page_size();
-    size_t one = size + page;
+    size_t page = chan__page_size(), gsz = chan__stack_guard();
+    size_t one = size + gsz;
     int saved_errno = errno;
     char *base = mmap(NULL, one * n, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -280,19 +300,23 @@ unsigned chan__stack_new(size_t size, void **out, unsigned n)
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     }
     if (base == MAP_FAILED) {
+        int err = errno;
         errno = saved_errno;
-        return 0;
+        return err > 0 ? -err : -ENOMEM;
     }
-    unsigned made = guard(base, one, page, n);
+    unsigned made = guard(base, one, gsz, n);
+    int err = made ? 0 : errno;
     populate_tops(base, one, page, made);
     for (unsigned i = 0; i < made; i++)
-        out[i] = stack_init(base + i * one + page, size);
+        out[i] = stack_init(base + i * one + gsz, size);
     if (made < n && munmap(base + made * one, (n - made) * one) != 0)
         /* Out of mappings: what has no guard goes back, or at least its
          * memory does. */
         (void)madvise(base + made * one, (n - made) * one, MADV_DONTNEED);
     errno = saved_errno;
-    return made;
+    if (made == 0)
+        return err > 0 ? -err : -ENOMEM;
+    return (int)made;
 }
 
 void *chan__stack_fiber(void *lo, size_t size)
@@ -319,9 +343,9 @@ static void stack_fini(void *lo, size_t size, unsigned vg, void *fiber)
 void chan__stack_free(void *lo, size_t size)
 {
     stack_fini(lo, size, node_of(lo, size)->vg, node_of(lo, size)->fiber);
-    size_t page = chan__page_size();
+    size_t gsz = chan__stack_guard();
     int saved_errno = errno;
-    if (munmap((char *)lo - page, size + page) != 0)
+    if (munmap((char *)lo - gsz, size + gsz) != 0)
         /* Unmapping a stack from the middle of a batch splits the
          * mapping, which fails once the process has too many: then give
          * the memory back and keep the address range (and guard). */
@@ -470,7 +494,7 @@ void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size)
 {
     /* Neighbours (most stacks of a batch) go in one munmap: by address,
      * then runs of adjacent guard-and-stack pairs. */
-    size_t page = chan__page_size();
+    size_t gsz = chan__stack_guard();
     if (p->n > 1)
         qsort(p->v, p->n, sizeof *p->v, cold_cmp);
     size_t i = 0;
@@ -479,16 +503,16 @@ void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size)
         for (;;) {
             stack_fini(p->v[j].lo, size, p->v[j].vg, p->v[j].fiber);
             if (j + 1 < p->n &&
-                (char *)p->v[j + 1].lo == (char *)p->v[j].lo + size + page)
+                (char *)p->v[j + 1].lo == (char *)p->v[j].lo + size + gsz)
                 j++;
             else
                 break;
         }
-        char *start = (char *)p->v[i].lo - page;
-        size_t len = (j - i + 1) * (size + page);
+        char *start = (char *)p->v[i].lo - gsz;
+        size_t len = (j - i + 1) * (size + gsz);
         int saved_errno = errno;
         if (munmap(start, len) != 0)
-            (void)madvise(start + page, len - page, MADV_DONTNEED);
+            (void)madvise(start + gsz, len - gsz, MADV_DONTNEED);
         errno = saved_errno;
         i = j + 1;
     }

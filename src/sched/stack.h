@@ -1,13 +1,14 @@
 /*
- * stack.h - task stacks: mmap'ed, a guard page below each, and a bounded
- * cache of stacks of finished tasks.
+ * stack.h - task stacks: mmap'ed, a guard region below each, and a
+ * bounded cache of stacks of finished tasks.
  *
- * A stack is named by the low end of its usable part; the PROT_NONE guard
- * page sits right below it, so a task that overflows its stack faults
- * instead of silently writing over whatever the kernel mapped next.  All
- * stacks of a cache have one size (a scheduler's stack_size, a whole number
- * of pages).  Stacks are mapped in batches, several guard-and-stack pairs
- * in one mapping, and freed one by one.
+ * A stack is named by the low end of its usable part; the guard region
+ * (chan__stack_guard() bytes that fault on any access) sits right below
+ * it, so a task that overflows its stack faults instead of silently
+ * writing over whatever the kernel mapped next.  All stacks of a cache
+ * have one size (a scheduler's stack_size, a whole number of pages).
+ * Stacks are mapped in batches, several guard-and-stack pairs in one
+ * mapping, and freed one by one.
  *
  * The top CHAN_STACK_RESERVED bytes of every stack hold a small node of
  * the cache's (the link while cached; valgrind's id and TSan's fiber
@@ -39,7 +40,7 @@ typedef struct chan__stack_cache {
 
 /*
  * A pool of cold stacks: ones whose memory went back to the kernel (their
- * pages are discarded; the mapping and the guard page stay), so they cost
+ * pages are discarded; the mapping and the guard stay), so they cost
  * address space only.  Unbounded; entries live in an array outside the
  * stacks: v[0 .. ncold-1] are cold, v[ncold .. n-1] (fewer than
  * CHAN_STACK_DISCARD) still wait for their discard.  Lock: the owner's
@@ -53,13 +54,21 @@ typedef struct chan__stack_pool {
 /* chan__page_size - the system page size (cached after the first call). */
 CHAN_INTERNAL size_t chan__page_size(void);
 
+/* The guard region below each stack is at least this large (stack.c). */
+#define CHAN_STACK_GUARD_MIN ((size_t)64 * 1024)
+
+/* chan__stack_guard - bytes of guard below each stack: CHAN_STACK_GUARD_MIN
+ * rounded up to whole pages. */
+CHAN_INTERNAL size_t chan__stack_guard(void);
+
 /*
  * chan__stack_new - map up to n (>= 1) stacks of size bytes (a multiple of
- * the page size), each with a guard page below it, in one mapping, and
- * store their low ends in out[].  Returns how many it made: 0 when memory
- * (or the kernel's mapping count) runs out.
+ * the page size), each with its guard region below it, in one mapping,
+ * and store their low ends in out[].  Returns how many it made (>= 1), or
+ * when it made none mmap's or mprotect's negative errno (-ENOMEM when
+ * memory or the kernel's mapping count runs out).
  */
-CHAN_INTERNAL unsigned chan__stack_new(size_t size, void **out, unsigned n);
+CHAN_INTERNAL int chan__stack_new(size_t size, void **out, unsigned n);
 
 /* chan__stack_batch - how many stacks of size bytes chan__stack_new should
  * map at once (1 for big stacks). */

@@ -180,9 +180,10 @@ static void *stack_get(chan__worker_t *w)
     unsigned n = chan__stack_batch(s->stack_size);
     if (n > w->stacks.max + 1)
         n = w->stacks.max + 1;
-    n = chan__stack_new(s->stack_size, batch, n);
-    if (n == 0)
+    int made = chan__stack_new(s->stack_size, batch, n);
+    if (made < 0)
         return NULL;
+    n = (unsigned)made;
     for (unsigned i = 1; i < n; i++)
         if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
             chan__stack_free(batch[i], s->stack_size);
