@@ -288,7 +288,10 @@ typedef struct chan_sched_opts {
  * region, so that a task that overflows its stack dies of SIGSEGV; a frame
  * larger than that is caught only in code built with
  * -fstack-clash-protection (README, "Task stacks").  Several schedulers may
- * exist at once.  Returns NULL if threads or memory cannot be had.
+ * exist at once.  Maps the first task stack at once.  Returns NULL if
+ * threads or memory cannot be had, if opts->threads is above 4096, if
+ * opts->stack_size is above 1 GiB (256 MiB on 32-bit systems), or if no
+ * stack of that size can be mapped.
  */
 CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
 
@@ -296,10 +299,18 @@ CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
  * chan_go - start fn(arg) as a new task on s.
  *
  * s == NULL inside a task means the task's own scheduler.  Never blocks.
- * The task's stack is mapped when it first runs, so a queue of tasks that
- * have not started yet costs no stacks; if no stack can be mapped then, the
- * task waits for one.  Returns 0; -EINVAL if fn is NULL, or s is NULL
- * outside a task; -ENOMEM if the task itself cannot be allocated.
+ * The task's stack is normally taken when it first runs, so a queue of
+ * tasks that have not started yet costs no stacks.  If no stack can be
+ * mapped then (memory, or the kernel's limit on mappings, ran out), the
+ * task waits, and runs on the stack of the next task of s that returns,
+ * or on a new one once memory comes back (retried every few milliseconds);
+ * the first such failure of a scheduler is reported once on standard
+ * error ("libchan: cannot map a task stack of N bytes (ENOMEM); retrying").
+ * While tasks of s wait so, chan_go maps the new task's stack at once and
+ * fails if it cannot, rather than queue a task that may never run.
+ * Returns 0; -EINVAL if fn is NULL, or s is NULL outside a task; -ENOMEM if
+ * the task cannot be allocated, or needs a stack now that cannot be mapped
+ * (fn then never runs).
  */
 CHAN_EXPORT int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg);
 

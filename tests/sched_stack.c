@@ -1,20 +1,28 @@
 /*
  * sched_stack.c - tests of task stacks: overflows end the program with a
- * fault instead of corrupting a neighbouring stack.
+ * fault instead of corrupting a neighbouring stack; sizes that cannot be
+ * mapped are refused; stacks that cannot be mapped later neither hang the
+ * program nor go unreported.
  *
- * Every case runs in a child forked before any thread exists, with its
+ * Most cases run in a child forked before any thread exists, with its
  * standard error read through a pipe.  A child that overflows must die: of
  * SIGSEGV or SIGBUS, or, in a sanitizer build, by the sanitizer's report
  * of that fault and its non-zero exit.  Returning normally is a failure.
+ *
+ * Failing mappings.  This program defines mmap, which the library's calls
+ * then reach instead of the C library's (the executable comes first in
+ * symbol lookup; with a static library the linker takes this definition).
+ * It forwards every call to the kernel, except that while fail_stacks is
+ * set it refuses task stacks (MAP_STACK mappings, which only the library
+ * makes here) with ENOMEM.
  */
 #include "util.h"
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-
-TestSuite(sched_stack, .timeout = TEST_TIMEOUT_S);
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -26,6 +34,41 @@ TestSuite(sched_stack, .timeout = TEST_TIMEOUT_S);
 #ifndef SANITIZED
 #define SANITIZED 0
 #endif
+
+/* ------------------------------------------------------------ mmap */
+
+#if defined(__linux__) && defined(SYS_mmap) && \
+    (defined(__x86_64__) || defined(__aarch64__))
+#define CAN_FAIL_MMAP 1
+
+static atomic_int fail_stacks;
+static atomic_long refused_maps;
+
+/* Not instrumented: the C library and the sanitizers' own start-up may
+ * map memory before ThreadSanitizer can run instrumented code. */
+#if SANITIZED
+__attribute__((no_sanitize("thread", "address")))
+#endif
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if ((flags & MAP_STACK) && atomic_load(&fail_stacks)) {
+        atomic_fetch_add(&refused_maps, 1);
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    /* On these two, the system call takes the offset in bytes. */
+    long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    return r == -1 ? MAP_FAILED : (void *)r;
+}
+#else
+#define CAN_FAIL_MMAP 0
+static atomic_int fail_stacks;
+static atomic_long refused_maps;
+#endif
+
+TestSuite(sched_stack, .timeout = TEST_TIMEOUT_S);
+
+/* ------------------------------------------------------------ children */
 
 /* The child's exit status when the overflowing task returned. */
 #define CHILD_RETURNED 50
@@ -54,9 +97,11 @@ static void run_child(int (*body)(void *), void *arg, struct outcome *o)
         if (dup2(fds[1], 2) != 2)
             _exit(CHILD_NO_TASK);
         close(fds[1]);
-        /* A dying child writes no core file. */
+        /* A dying child writes no core file, and a stuck one dies of
+         * SIGALRM long before the test's own timeout. */
         struct rlimit no_core = { 0, 0 };
         (void)setrlimit(RLIMIT_CORE, &no_core);
+        alarm(TEST_TIMEOUT_S / 2);
         _exit(body(arg));
     }
     close(fds[1]);
@@ -104,6 +149,11 @@ static void assert_died_of_fault(const struct outcome *o, const char *what)
                    strstr(o->err, "BUS")),
               "%s: exit %d without a fault; stderr: %s", what,
               WEXITSTATUS(st), o->err);
+}
+
+static void count_up(void *arg)
+{
+    atomic_fetch_add((atomic_long *)arg, 1);
 }
 
 static void park_on_gate(void *gate)
@@ -260,4 +310,174 @@ Test(sched_stack, deep_recursion_faults)
     struct outcome o;
     run_child(recursion_child, NULL, &o);
     assert_died_of_fault(&o, "deep recursion");
+}
+
+/* ------------------------------------------------------------ sizes */
+
+Test(sched_stack, new_refuses_sizes_it_cannot_map)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t absurd[] = { (size_t)1 << 40, SIZE_MAX / 2, SIZE_MAX,
+                        SIZE_MAX - page + 2, /* rounds up past SIZE_MAX */
+                        ((size_t)1 << 30) + 1 };
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        if (sizeof(size_t) < 8 && absurd[i] == ((size_t)1 << 30) + 1)
+            continue;
+        chan_sched_opts_t o = { .threads = 1, .stack_size = absurd[i] };
+        cr_assert_null(chan_sched_new(&o), "stack_size %zu accepted",
+                       absurd[i]);
+    }
+    /* The largest size allowed works (only the pages touched cost). */
+    chan_sched_opts_t o = { .threads = 1,
+                            .stack_size = sizeof(size_t) >= 8
+                                              ? (size_t)1 << 30
+                                              : (size_t)256 << 20 };
+    chan_sched_t *s = chan_sched_new(&o);
+    cr_assert_not_null(s);
+    atomic_long n = 0;
+    cr_assert_eq(chan_go(s, count_up, &n), 0);
+    chan_sched_free(s);
+    cr_assert_eq(atomic_load(&n), 1);
+}
+
+Test(sched_stack, new_fails_when_no_stack_can_be_mapped)
+{
+    if (!CAN_FAIL_MMAP)
+        cr_skip_test("mmap cannot be made to fail on this system");
+    atomic_store(&fail_stacks, 1);
+    chan_sched_t *s = chan_sched_new(NULL);
+    atomic_store(&fail_stacks, 0);
+    cr_assert_null(s);
+    cr_assert_gt(atomic_load(&refused_maps), 0);
+    s = chan_sched_new(NULL);
+    cr_assert_not_null(s);
+    chan_sched_free(s);
+}
+
+/* ------------------------------------------------------------ famine */
+
+/*
+ * A one-worker scheduler whose only stack is held by a parked task
+ * ("holder") while stack mappings fail: tasks started then find no stack.
+ */
+struct famine {
+    chan_t *gate;     /* the holder waits for it to close */
+    chan_t *started;  /* capacity 1: the holder runs */
+    chan_t *ran;      /* a waiting task ran (capacity: every task) */
+    atomic_long runs;
+};
+
+/* The message the library writes once when it cannot map a stack. */
+#define NO_STACK_MSG "libchan: cannot map a task stack of "
+
+enum {
+    FAMINE_OK = 0,
+    FAMINE_NO_SCHED = 60,     /* chan_sched_new failed before the famine */
+    FAMINE_HOLDER = 61,       /* the holder could not start */
+    FAMINE_NEVER_REFUSED = 62,/* chan_go kept accepting tasks */
+    FAMINE_BAD_RC = 63,       /* chan_go failed with another code */
+    FAMINE_RAN_EARLY = 64,    /* a task ran without a stack to run on */
+    FAMINE_NOT_BACK = 65,     /* memory came back, the tasks did not run */
+    FAMINE_GO_AFTER = 66,     /* chan_go failed once memory came back */
+    FAMINE_LOST = 67,         /* not every accepted task ran */
+};
+
+#define FAMINE_MAX_TASKS 1000
+
+static void famine_holder(void *arg)
+{
+    struct famine *f = arg;
+    (void)chan_send(f->started, NULL);
+    (void)chan_recv(f->gate, NULL);
+}
+
+static void famine_runner(void *arg)
+{
+    struct famine *f = arg;
+    atomic_fetch_add(&f->runs, 1);
+    (void)chan_send(f->ran, NULL);
+}
+
+static int famine_child(void *arg)
+{
+    int comes_back = *(int *)arg;
+    chan_sched_opts_t o = { .threads = 1, .stack_size = 0 };
+    chan_sched_t *s = chan_sched_new(&o);
+    struct famine f = { .gate = chan_make(0, 0),
+                        .started = chan_make(0, 1),
+                        .ran = chan_make(0, FAMINE_MAX_TASKS + 1) };
+    if (!s || !f.gate || !f.started || !f.ran)
+        return FAMINE_NO_SCHED;
+    atomic_store(&fail_stacks, 1);
+    /* The holder runs on the stack chan_sched_new mapped. */
+    if (chan_go(s, famine_holder, &f) != 0 ||
+        chan_recv(f.started, NULL) != 0)
+        return FAMINE_HOLDER;
+    /* Until the worker has failed to find a stack for one of them, new
+     * tasks are accepted; then chan_go refuses them. */
+    long accepted = 0;
+    int rc;
+    int64_t deadline = test_now_ns() + 20000 * TEST_MS;
+    while ((rc = chan_go(s, famine_runner, &f)) == 0) {
+        if (++accepted == FAMINE_MAX_TASKS || test_now_ns() > deadline)
+            return FAMINE_NEVER_REFUSED;
+        (void)chan_sleep(TEST_MS);
+    }
+    if (rc != -ENOMEM)
+        return FAMINE_BAD_RC;
+    if (atomic_load(&f.runs) != 0)
+        return FAMINE_RAN_EARLY;
+    if (comes_back) {
+        /* The waiting tasks get new stacks while the holder keeps its
+         * own, and chan_go works again. */
+        atomic_store(&fail_stacks, 0);
+        for (long i = 0; i < accepted; i++)
+            if (chan_timedrecv(f.ran, NULL, 20000 * TEST_MS) != 0)
+                return FAMINE_NOT_BACK;
+        if (chan_go(s, famine_runner, &f) != 0)
+            return FAMINE_GO_AFTER;
+        accepted++;
+    }
+    /* For good or not: once the holder returns, the waiting tasks run on
+     * its stack, one after another, and the wait ends. */
+    chan_close(f.gate);
+    chan_sched_free(s);
+    if (atomic_load(&f.runs) != accepted)
+        return FAMINE_LOST;
+    chan_release(f.gate);
+    chan_release(f.started);
+    chan_release(f.ran);
+    return FAMINE_OK;
+}
+
+static void famine_test(int comes_back)
+{
+    if (!CAN_FAIL_MMAP)
+        cr_skip_test("mmap cannot be made to fail on this system");
+    struct outcome o;
+    run_child(famine_child, &comes_back, &o);
+    cr_assert(WIFEXITED(o.status), "the child died of signal %d%s; stderr: %s",
+              WIFSIGNALED(o.status) ? WTERMSIG(o.status) : 0,
+              WIFSIGNALED(o.status) && WTERMSIG(o.status) == SIGALRM
+                  ? " (it hung)" : "",
+              o.err);
+    cr_assert_eq(WEXITSTATUS(o.status), FAMINE_OK,
+                 "exit %d (see enum famine); stderr: %s",
+                 WEXITSTATUS(o.status), o.err);
+    const char *msg = strstr(o.err, NO_STACK_MSG);
+    cr_assert_not_null(msg, "no message on stderr: %s", o.err);
+    cr_assert_null(strstr(msg + 1, NO_STACK_MSG), "more than one message: %s",
+                   o.err);
+    cr_assert_not_null(strstr(msg, " bytes (ENOMEM); retrying\n"),
+                       "stderr: %s", o.err);
+}
+
+Test(sched_stack, stacks_that_stay_gone_end_and_say_so)
+{
+    famine_test(0);
+}
+
+Test(sched_stack, stacks_that_come_back_run_the_waiting_tasks)
+{
+    famine_test(1);
 }

@@ -85,6 +85,11 @@ enum {
     MAX_WORKERS = 4096,
 };
 
+/* Larger stacks are refused (NULL), as Go refuses goroutine stacks beyond
+ * 1 GB: no task needs one, and a size near the address space would only
+ * round over or fail to map for good. */
+#define MAX_STACK (sizeof(void *) >= 8 ? (size_t)1 << 30 : (size_t)256 << 20)
+
 /* The running worker, or NULL outside one (CHAN_TLS: initial-exec). */
 static CHAN_TLS chan__worker_t *tls_worker;
 
@@ -600,9 +605,9 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
     if (stack == 0)
         stack = DEFAULT_STACK;
     size_t page = chan__page_size();
-    if (stack > SIZE_MAX / 2)
+    if (stack > MAX_STACK)
         return NULL;
-    stack = (stack + page - 1) / page * page;
+    stack = (stack + page - 1) / page * page; /* no overflow: MAX_STACK */
 
     chan_sched_t *s = calloc(1, sizeof *s);
     if (!s)
@@ -632,6 +637,19 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
         w->stacks.max = WORKER_STACKS;
         atomic_init(&w->mu, 0);
     }
+
+    /* One stack is mapped now, so that a size that cannot be mapped is
+     * refused here, not found out by a task that would never run.  It
+     * waits in the shared cache for the first task, and stays with the
+     * scheduler from then on (only a failed realloc of the cold pool
+     * unmaps a stack early): so however long memory stays gone, tasks
+     * that found no stack get this one in turn, as others finish. */
+    void *first;
+    if (chan__stack_new(stack, &first, 1) < 0) {
+        sched_destroy(s);
+        return NULL;
+    }
+    chan__assert(chan__stack_put(&s->stacks, first, stack));
 
     /* From now on every park asks whether it runs in a task.  Threads
      * that never meet a scheduler never pay for this check. */

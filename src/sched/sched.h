@@ -45,10 +45,14 @@
  * pool, which gives the stack's memory back to the kernel but keeps the
  * mapping for a later task.  Stacks are unmapped by chan_sched_free (or
  * earlier only if the pool cannot grow).
+ * chan_sched_new maps the first stack itself (refusing a size that
+ * cannot be mapped), and that stack stays with the scheduler.
  * A task that finds no stack at all (memory, or the kernel's mappings, ran
  * out) waits in the scheduler's stack-wait list, taking no queue and no
  * CPU, until a task finishes and frees one (task.c), or an idle worker
- * tries it again (every STACK_RETRY_MS, sched.c).
+ * tries it again (every STACK_RETRY_MS, sched.c); the first such failure
+ * is reported on standard error.  While tasks wait, chan_go maps the
+ * stack of a new task at once, and fails if it cannot.
  * Workers and the scheduler live until chan_sched_free.
  */
 #ifndef CHAN_SCHED_SCHED_H
@@ -221,6 +225,8 @@ struct chan_sched {
      * through task->next, and their number (written under stack_mu). */
     chan__task_t *swait_head, *swait_tail;
     _Atomic size_t nswait;
+    /* 1 once a failure to map a stack was reported (task.c). */
+    _Atomic int stack_warned;
 };
 
 /* ---------------------------------------------------------------- sched.c */

@@ -44,9 +44,11 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef CHAN_ASAN
 #include <sanitizer/asan_interface.h>
@@ -161,7 +163,9 @@ void chan__task_worker_init(chan__worker_t *w)
 
 /* ---------------------------------------------------------------- stacks */
 
-static void *stack_get(chan__worker_t *w)
+/* A stack for a new task run by w, or NULL with *err set to the negative
+ * errno of the mapping that failed. */
+static void *stack_get(chan__worker_t *w, int *err)
 {
     chan_sched_t *s = w->sched;
     void *lo = chan__stack_get(&w->stacks, s->stack_size);
@@ -181,8 +185,10 @@ static void *stack_get(chan__worker_t *w)
     if (n > w->stacks.max + 1)
         n = w->stacks.max + 1;
     int made = chan__stack_new(s->stack_size, batch, n);
-    if (made < 0)
+    if (made < 0) {
+        *err = made;
         return NULL;
+    }
     n = (unsigned)made;
     for (unsigned i = 1; i < n; i++)
         if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
@@ -207,6 +213,38 @@ chan__task_t *chan__task_stack_waiter(chan_sched_t *s)
     }
     chan__check(pthread_mutex_unlock(&s->stack_mu));
     return t;
+}
+
+/*
+ * Says once per scheduler, on standard error, that a stack could not be
+ * mapped (err, a negative errno): tasks then wait, and chan_go may fail,
+ * for reasons the program cannot see otherwise.  Called by a worker, on
+ * its own stack.
+ */
+static void stack_warn(chan_sched_t *s, int err)
+{
+    if (atomic_exchange_explicit(&s->stack_warned, 1, memory_order_relaxed))
+        return;
+    int saved_errno = errno;
+    const char *name = err == -ENOMEM ? "ENOMEM"
+                       : err == -EAGAIN ? "EAGAIN"
+                       : err == -EPERM  ? "EPERM"
+                                        : NULL;
+    char msg[160], code[24];
+    if (!name) {
+        snprintf(code, sizeof code, "errno %d", -err);
+        name = code;
+    }
+    int len = snprintf(msg, sizeof msg,
+                       "libchan: cannot map a task stack of %zu bytes (%s); "
+                       "retrying\n",
+                       s->stack_size, name);
+    if (len > 0) {
+        size_t n = (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1;
+        ssize_t rc = write(STDERR_FILENO, msg, n);
+        (void)rc; /* nothing to do if standard error is gone */
+    }
+    errno = saved_errno;
 }
 
 /* t found no stack: it waits for one (sched.h). */
@@ -471,22 +509,30 @@ void chan__task_flush(chan__worker_t *w)
     }
 }
 
+/* Gives t, which has never run, the stack lo. */
+static void task_set_stack(chan__task_t *t, void *lo)
+{
+    size_t size = t->sched->stack_size;
+    t->stack = lo;
+    chan__ctx_make(&t->ctx, lo, size - CHAN_STACK_RESERVED, task_main, t);
+#ifdef CHAN_TSAN
+    t->tsan_fiber = chan__stack_fiber(lo, size);
+#endif
+}
+
 chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
 {
     if (!t->stack) {
-        t->stack = stack_get(w);
-        if (!t->stack) {
+        int err = -ENOMEM;
+        void *lo = stack_get(w, &err);
+        if (!lo) {
             /* No memory (or mappings) for a stack now: wait until a task
-             * finishes and frees one. */
+             * finishes and frees one, or a retry maps one (sched.h). */
+            stack_warn(w->sched, err);
             stack_wait(w->sched, t);
             return NULL;
         }
-        chan__ctx_make(&t->ctx, t->stack,
-                       w->sched->stack_size - CHAN_STACK_RESERVED, task_main,
-                       t);
-#ifdef CHAN_TSAN
-        t->tsan_fiber = chan__stack_fiber(t->stack, w->sched->stack_size);
-#endif
+        task_set_stack(t, lo);
     }
     w->current = t;
     w->after = CHAN_AFTER_NONE;
@@ -518,12 +564,29 @@ int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
         if (!s)
             return -EINVAL;
     }
+    /*
+     * Tasks normally get their stacks when they first run.  But while
+     * earlier tasks wait for stacks (memory, or the kernel's mappings,
+     * ran out), this one gets its stack now or is refused: queueing a
+     * task that has no stack to run on, in a program that keeps starting
+     * tasks, would only add to the wait, and the caller could not tell.
+     * The load is a hint: a task queued while the first waiter appears
+     * simply waits with it.
+     */
+    void *lo = NULL;
+    if (CHAN_UNLIKELY(atomic_load_explicit(&s->nswait,
+                                           memory_order_relaxed) != 0) &&
+        chan__stack_new(s->stack_size, &lo, 1) < 0)
+        return -ENOMEM;
     /* From this worker's cache when started by a task of s. */
     chan__worker_t *w = chan__worker_self();
     chan__task_t *t =
         task_alloc(w && w->current && w->sched == s ? w : NULL);
-    if (!t)
+    if (!t) {
+        if (lo)
+            chan__stack_free(lo, s->stack_size);
         return -ENOMEM;
+    }
     t->parker.ops = &task_ops;
     t->parker.slot = &t->wait1;
     atomic_init(&t->parker.state, CHAN_PARK_EMPTY);
@@ -531,6 +594,8 @@ int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
     t->sched = s;
     t->fn = fn;
     t->arg = arg;
+    if (lo)
+        task_set_stack(t, lo);
     /* Counted before it is queued, so chan_sched_wait cannot miss it. */
     atomic_fetch_add_explicit(&s->ntasks, 1, memory_order_relaxed);
     chan__sched_spawn(s, t);
