@@ -13,15 +13,17 @@
  *      Unless this is a try (timeout 0), freeze the rings of the buffered
  *      channels first (chan_impl.h), so that what this pass sees holds
  *      until pass 2 is done.
- *   2. If none can, queue one waiter per case, all sharing one sel,
- *      unlock and park.
+ *   2. If none can, queue one waiter per case, all sharing one sel, in
+ *      poll order, unlock and park.
  *   3. Once claimed (by a peer or a close) or timed out, relock every
  *      channel and unlink the waiters that are still queued.
  *
  * Invariants.  Only the claimer of the sel completes an operation for this
  * select, and it completes exactly one (waitq.h, "The claim").  A select
  * never pairs with itself: pass 1 runs before any of its waiters is queued,
- * and in pass 2 it only queues.
+ * and in pass 2 it only queues.  Waiters of several cases on one channel
+ * sit in that channel's queue in poll order, so the peer that takes the
+ * oldest picks among them at random, as pass 1 does among ready cases.
  *
  * Locking.  Channel locks in ascending address order, each once; released
  * in reverse (src/internal.h).  No lock is held while parked.
@@ -73,7 +75,7 @@ static inline uint32_t rng_below(uint32_t n)
 struct scratch {
     int *poll;               /* case indices, shuffled */
     int *lock;               /* case indices, sorted by channel address */
-    chan__waiter_t *waiters; /* indexed like lock[] */
+    chan__waiter_t *waiters; /* indexed like poll[] */
 };
 
 static void sort_by_chan(chan_case_t *cases, int *idx, size_t n)
@@ -261,11 +263,13 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
         return ready_case;
     int64_t deadline = chan__deadline(timeout_ns);
 
-    /* Pass 2: a waiter on every channel, in lock order. */
+    /* Pass 2: a waiter on every channel, in poll order: of several cases
+     * on one channel, the one queued first is the one a peer takes, so
+     * this is what chooses among them at random. */
     chan__sel_t sel;
     chan__sel_init(&sel);
     for (size_t i = 0; i < n; i++) {
-        int k = s->lock[i];
+        int k = s->poll[i];
         chan__waiter_t *w = &s->waiters[i];
         w->sel = &sel;
         w->elem = cases[k].elem;
@@ -283,7 +287,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     if (n > 1 || rc != 0) {
         lock_all(cases, s->lock, n);
         for (size_t i = 0; i < n; i++) {
-            int k = s->lock[i];
+            int k = s->poll[i];
             chan__waitq_remove(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
                                                         : &cases[k].ch->recvq,
                                &s->waiters[i]);

@@ -10,6 +10,7 @@
  * acting; sleeps appear only in the timeout tests.
  */
 #include "util.h"
+#include <sched.h>
 
 TestSuite(select, .timeout = TEST_TIMEOUT_S);
 
@@ -465,6 +466,239 @@ Test(select, ready_send_and_recv_cases_chosen_uniformly)
     chan_release(in);
     chan_release(out);
     chan_release(closed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Several blocked cases on one channel                               */
+
+/*
+ * Two cases of one blocked select on one channel: a peer that arrives
+ * takes the oldest waiter in the channel's queue, so the order in which the
+ * select queued the two decides which fires.  That order must be random,
+ * as the choice among ready cases is (Go's TestPseudoRandomSend).
+ *
+ * Each case should fire in half of the rounds; the standard deviation is
+ * about 16 at 1000 rounds, so SAME_MIN is more than 20 deviations below
+ * the mean, while a select that queues its cases in case order gives the
+ * second one none.
+ */
+enum { SAME_ROUNDS = 1000, SAME_MIN = 150 };
+
+/* A thread that runs one select over two cases on ch per round. */
+struct same_thread {
+    chan_t *ch;
+    enum chan_op op;    /* of both cases */
+    int rounds;
+    sem_t go, done;     /* a round: the test posts go, the selector done */
+    int rc;             /* of this round's select */
+    int vals[2];        /* the cases' elems */
+    int results[2];     /* the cases' results */
+};
+
+static void *same_thread_main(void *arg)
+{
+    struct same_thread *s = arg;
+    for (int r = 0; r < s->rounds; r++) {
+        test_sem_wait(&s->go);
+        chan_case_t cases[2];
+        for (int k = 0; k < 2; k++) {
+            s->vals[k] = s->op == CHAN_SEND ? 2 * r + k : SENTINEL;
+            cases[k] = (chan_case_t){ .ch = s->ch, .op = s->op,
+                                      .elem = &s->vals[k] };
+        }
+        mark_results(cases, 2);
+        s->rc = chan_select(cases, 2, CHAN_FOREVER);
+        s->results[0] = cases[0].result;
+        s->results[1] = cases[1].result;
+        test_sem_post(&s->done);
+    }
+    return NULL;
+}
+
+/*
+ * The peer's side on unbuffered ch: a try, repeated until it succeeds,
+ * which it does only once a waiter is queued.  A select queues all of its
+ * waiters under its channel locks, so when the try succeeds the select is
+ * blocked with both of its waiters queued.  Gives up after 10 s.
+ */
+static int try_until_waiter(chan_t *ch, enum chan_op peer_op, int *v)
+{
+    int64_t give_up = test_now_ns() + 10000 * TEST_MS;
+    int rc;
+    while ((rc = peer_op == CHAN_SEND ? chan_trysend(ch, v)
+                                      : chan_tryrecv(ch, v)) == -EAGAIN) {
+        cr_assert(test_now_ns() < give_up, "the select never blocked");
+        sched_yield();
+    }
+    return rc;
+}
+
+static void same_chan_threads(enum chan_op op)
+{
+    struct same_thread s = { .ch = chan_make(sizeof(int), 0), .op = op,
+                             .rounds = SAME_ROUNDS };
+    test_sem_init(&s.go, 0);
+    test_sem_init(&s.done, 0);
+    pthread_t th = test_thread_start(same_thread_main, &s);
+    long count[2] = { 0, 0 };
+    for (int r = 0; r < s.rounds; r++) {
+        test_sem_post(&s.go);
+        int v = op == CHAN_RECV ? r : SENTINEL;
+        cr_assert_eq(try_until_waiter(s.ch, op == CHAN_RECV ? CHAN_SEND
+                                                            : CHAN_RECV, &v),
+                     0);
+        test_sem_wait(&s.done);
+        int k = s.rc;
+        cr_assert(k == 0 || k == 1, "round %d: select returned %d", r, k);
+        cr_assert_eq(s.results[k], 0);
+        cr_assert_eq(s.results[1 - k], RESULT_UNTOUCHED);
+        if (op == CHAN_RECV) {
+            cr_assert_eq(s.vals[k], r);
+            cr_assert_eq(s.vals[1 - k], SENTINEL);
+        } else {
+            cr_assert_eq(v, 2 * r + k, "round %d: case %d fired, %d arrived",
+                         r, k, v);
+        }
+        count[k]++;
+    }
+    test_thread_join(th);
+    for (int k = 0; k < 2; k++)
+        cr_assert_geq(count[k], SAME_MIN, "case %d fired %ld times of %d", k,
+                      count[k], s.rounds);
+    test_sem_destroy(&s.go);
+    test_sem_destroy(&s.done);
+    chan_release(s.ch);
+}
+
+Test(select, blocked_recv_cases_on_one_channel_fire_at_random)
+{
+    same_chan_threads(CHAN_RECV);
+}
+
+Test(select, blocked_send_cases_on_one_channel_fire_at_random)
+{
+    same_chan_threads(CHAN_SEND);
+}
+
+/*
+ * The same with tasks on a scheduler of one worker, which also covers
+ * buffered channels, where no try can tell that a waiter is queued: a
+ * task runs until it blocks, so the peer task, started by the selecting
+ * task just before its select, runs only once the select has queued its
+ * waiters and parked, and it runs to its end before the selecting task
+ * resumes.
+ */
+struct same_task {
+    chan_t *ch;
+    size_t cap;
+    enum chan_op op;    /* of the select's two cases */
+    int rounds;
+    int *sent;          /* send cases: the values in channel order */
+    int peer_rc, peer_val;
+    long count[2];
+    int bad_round;      /* the round that went wrong, or -1 */
+    const char *what;   /* what went wrong */
+};
+
+static void same_task_peer(void *arg)
+{
+    struct same_task *s = arg;
+    s->peer_rc = s->op == CHAN_RECV ? chan_send(s->ch, &s->peer_val)
+                                    : chan_recv(s->ch, &s->peer_val);
+}
+
+/* One round; NULL if it went right, else what went wrong. */
+static const char *same_task_round(struct same_task *s, int r)
+{
+    int vals[2];
+    chan_case_t cases[2];
+    for (int k = 0; k < 2; k++) {
+        vals[k] = s->op == CHAN_SEND ? 2 * r + k : SENTINEL;
+        cases[k] = (chan_case_t){ .ch = s->ch, .op = s->op, .elem = &vals[k] };
+    }
+    mark_results(cases, 2);
+    s->peer_rc = SENTINEL;
+    s->peer_val = s->op == CHAN_RECV ? r : SENTINEL;
+    if (chan_go(NULL, same_task_peer, s) != 0)
+        return "chan_go failed";
+    int k = chan_select(cases, 2, CHAN_FOREVER);
+    if (k != 0 && k != 1)
+        return "bad return code";
+    if (cases[k].result != 0 || cases[1 - k].result != RESULT_UNTOUCHED)
+        return "bad results";
+    if (s->peer_rc != 0)
+        return "the peer failed";
+    if (s->op == CHAN_RECV) {
+        if (vals[k] != r || vals[1 - k] != SENTINEL)
+            return "wrong value received";
+    } else {
+        /* The peer got the oldest value; the chosen one went in last. */
+        s->sent[s->cap + (size_t)r] = vals[k];
+        if (s->peer_val != s->sent[r])
+            return "wrong value sent";
+    }
+    s->count[k]++;
+    return NULL;
+}
+
+static void same_task_driver(void *arg)
+{
+    struct same_task *s = arg;
+    for (int r = 0; r < s->rounds; r++) {
+        if ((s->what = same_task_round(s, r)) != NULL) {
+            s->bad_round = r;
+            return;
+        }
+    }
+}
+
+static void same_chan_tasks(enum chan_op op)
+{
+    static const size_t caps[] = { 0, 1, 4 };
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        struct same_task s = { .ch = chan_make(sizeof(int), caps[c]),
+                               .cap = caps[c], .op = op,
+                               .rounds = SAME_ROUNDS, .bad_round = -1 };
+        cr_assert_not_null(s.ch);
+        s.sent = calloc(s.cap + (size_t)s.rounds, sizeof *s.sent);
+        cr_assert_not_null(s.sent);
+        /* Send cases block on a full channel. */
+        for (size_t i = 0; op == CHAN_SEND && i < s.cap; i++) {
+            s.sent[i] = -1 - (int)i;
+            cr_assert_eq(chan_send(s.ch, &s.sent[i]), 0);
+        }
+        chan_sched_opts_t o = { .threads = 1, .stack_size = 0 };
+        chan_sched_t *sched = chan_sched_new(&o);
+        cr_assert_not_null(sched);
+        cr_assert_eq(chan_go(sched, same_task_driver, &s), 0);
+        cr_assert_eq(chan_sched_wait(sched), 0);
+        chan_sched_free(sched);
+        cr_assert_eq(s.bad_round, -1, "capacity %zu, round %d: %s", s.cap,
+                     s.bad_round, s.what);
+        for (int k = 0; k < 2; k++)
+            cr_assert_geq(s.count[k], SAME_MIN,
+                          "capacity %zu: case %d fired %ld times of %d", s.cap,
+                          k, s.count[k], s.rounds);
+        /* What is left are the last values sent, in order. */
+        cr_assert_eq(chan_len(s.ch), op == CHAN_SEND ? s.cap : 0);
+        for (size_t i = 0; op == CHAN_SEND && i < s.cap; i++) {
+            int v = SENTINEL;
+            cr_assert_eq(chan_recv(s.ch, &v), 0);
+            cr_assert_eq(v, s.sent[(size_t)s.rounds + i]);
+        }
+        free(s.sent);
+        chan_release(s.ch);
+    }
+}
+
+Test(select, blocked_recv_cases_on_one_channel_fire_at_random_tasks)
+{
+    same_chan_tasks(CHAN_RECV);
+}
+
+Test(select, blocked_send_cases_on_one_channel_fire_at_random_tasks)
+{
+    same_chan_tasks(CHAN_SEND);
 }
 
 /* ------------------------------------------------------------------ */
