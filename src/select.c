@@ -28,10 +28,13 @@
  * Locking.  Channel locks in ascending address order, each once; released
  * in reverse (src/internal.h).  No lock is held while parked.
  *
- * Lifetimes.  The waiters and the sel are on this stack frame.  Peers may
- * read a linked waiter under its channel's lock until pass 3 has unlinked
- * it, which is why pass 3 relocks every channel, even after a timeout, and
- * why this frame must not return before pass 3 is done.
+ * Lifetimes.  The sel is on this stack frame, and so are the waiters of a
+ * select of up to SELECT_STACK_CASES enabled cases; a larger one allocates
+ * them, with its other scratch, and frees them just before returning.
+ * Peers may read a linked waiter under its channel's lock until pass 3 has
+ * unlinked it, which is why pass 3 relocks every channel, even after a
+ * timeout, and why the call must not free the waiters nor return before
+ * pass 3 is done.
  */
 #include "internal.h"
 
