@@ -163,13 +163,27 @@ static int any_ring(chan_case_t *cases, const struct scratch *s, size_t n)
 }
 
 /*
+ * Looks at rings that the watch of one select may take in all: the
+ * CHAN_WATCH_POLLS rounds of chan__watch over up to 16 cases, fewer rounds
+ * over more, so that the watch lasts about as long however many cases
+ * there are.  A select of more cases than this does not watch: a pass over
+ * all of them (pass 0 just made one) takes longer than the peer's
+ * turnaround the watch waits for.
+ */
+enum { SELECT_WATCH_LOOKS = 16 * CHAN_WATCH_POLLS };
+
+/*
  * The select form of chan__watch (chan_impl.h): called without locks, by a
- * plain thread about to lock its channels.  Returns 1 as soon as one of the
- * buffered cases looks ready, 0 after CHAN_WATCH_POLLS rounds.
+ * plain thread about to lock its channels, for n <= SELECT_WATCH_LOOKS.
+ * Returns 1 as soon as one of the buffered cases looks ready, 0 after
+ * SELECT_WATCH_LOOKS / n rounds (CHAN_WATCH_POLLS at most).
  */
 static int watch_any(chan_case_t *cases, const struct scratch *s, size_t n)
 {
-    for (int round = 0; round < CHAN_WATCH_POLLS; round++) {
+    size_t rounds = SELECT_WATCH_LOOKS / n;
+    if (rounds > CHAN_WATCH_POLLS)
+        rounds = CHAN_WATCH_POLLS;
+    for (size_t round = 0; round < rounds; round++) {
         for (size_t i = 0; i < n; i++) {
             chan_t *ch = cases[s->poll[i]].ch;
             /* Relaxed: a hint; the passes decide. */
@@ -235,8 +249,8 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
         return ready_case;
     if (ready_case == -1 && timeout_ns == 0)
         return -EAGAIN; /* all buffered, none ready, nobody waiting */
-    if (timeout_ns != 0 && any_ring(cases, s, n) && !chan__park_self()->ops &&
-        watch_any(cases, s, n)) {
+    if (timeout_ns != 0 && n <= SELECT_WATCH_LOOKS && any_ring(cases, s, n) &&
+        !chan__park_self()->ops && watch_any(cases, s, n)) {
         /* A plain thread watches the buffered cases for a moment before
          * it locks and queues (chan__watch explains why). */
         if ((ready_case = poll_rings(cases, s, n)) >= 0)
