@@ -883,6 +883,310 @@ Test(select, many_cases)
 }
 
 /* ------------------------------------------------------------------ */
+/* Very many cases                                                    */
+
+/* Orders channels by address, highest first. */
+static int by_address_down(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(chan_t *const *)a;
+    uintptr_t y = (uintptr_t)*(chan_t *const *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* A thread blocked in one select over cases allocated by the test. */
+struct big_sel {
+    chan_case_t *cases;
+    size_t n;
+    int rc;
+};
+
+static void *big_sel_main(void *arg)
+{
+    struct big_sel *b = arg;
+    b->rc = chan_select(b->cases, b->n, CHAN_FOREVER);
+    return NULL;
+}
+
+/*
+ * 400,000 receive cases on 100,000 channels, every channel in four cases
+ * next to each other and the channels in descending address order, so
+ * that the lock order is the reverse of the case order.  With a sort of
+ * O(n log n) compares the whole test takes a fraction of a second
+ * natively and a few seconds under ThreadSanitizer or emulation; a sort of
+ * O(n^2), such as an insertion sort, needs some 8 * 10^10 compares for
+ * this order, more than half a minute per select natively.  So the
+ * suite's timeout, well above what the six selects below need but a few
+ * times below what a quadratic sort takes for them, catches a quadratic
+ * select without a clock in the test.  (Not a shorter timeout of its own:
+ * a test with one makes Criterion's runner leak, which fails the
+ * AddressSanitizer build.)
+ */
+enum { HUGE_CHANS = 100000, HUGE_REPEAT = 4, HUGE_TRIES = 5 };
+
+Test(select, four_hundred_thousand_cases_in_reverse_lock_order)
+{
+    size_t n = (size_t)HUGE_REPEAT * HUGE_CHANS;
+    chan_t **c = calloc(HUGE_CHANS, sizeof *c);
+    chan_case_t *cases = calloc(n, sizeof *cases);
+    int *vals = calloc(n, sizeof *vals);
+    cr_assert(c && cases && vals);
+    for (size_t i = 0; i < HUGE_CHANS; i++) {
+        c[i] = chan_make(sizeof(int), i % 2 ? 0 : 2);
+        cr_assert_not_null(c[i]);
+    }
+    qsort(c, HUGE_CHANS, sizeof *c, by_address_down);
+    for (size_t i = 0; i < n; i++) {
+        vals[i] = SENTINEL;
+        cases[i] = CHAN_RECV_CASE(c[i / HUGE_REPEAT], &vals[i]);
+    }
+    /* Where the buffered and the unbuffered ones are now (an allocator
+     * may keep the two sizes apart, so that they form two runs). */
+    size_t *buffered = calloc(HUGE_CHANS, sizeof *buffered);
+    size_t *unbuffered = calloc(HUGE_CHANS, sizeof *unbuffered);
+    size_t nb = 0, nu = 0;
+    cr_assert(buffered && unbuffered);
+    for (size_t i = 0; i < HUGE_CHANS; i++) {
+        if (chan_cap(c[i]))
+            buffered[nb++] = i;
+        else
+            unbuffered[nu++] = i;
+    }
+    cr_assert(nb > 0 && nu > 0);
+
+    /* One buffered channel ready: one of its cases fires. */
+    for (int t = 0; t < HUGE_TRIES; t++) {
+        size_t target = buffered[(size_t)(t + 1) * nb / (HUGE_TRIES + 1)];
+        cr_assert_eq(chan_send(c[target], &(int){ t }), 0);
+        mark_results(cases, n);
+        int k = chan_select(cases, n, 0);
+        cr_assert(k >= 0 && (size_t)k / HUGE_REPEAT == target,
+                  "select returned %d, not a case of channel %zu", k,
+                  target);
+        check_only_result(cases, n, k, 0);
+        cr_assert_eq(vals[k], t);
+        vals[k] = SENTINEL;
+        cr_assert_eq(chan_len(c[target]), 0);
+    }
+
+    /* Blocked on every case, woken by a sender on an unbuffered one. */
+    size_t u = unbuffered[nu / 3];
+    mark_results(cases, n);
+    struct big_sel b = { cases, n, SENTINEL };
+    pthread_t th = test_thread_start(big_sel_main, &b);
+    int v = 77;
+    cr_assert_eq(try_until_waiter(c[u], CHAN_SEND, &v), 0);
+    test_thread_join(th);
+    cr_assert(b.rc >= 0 && (size_t)b.rc / HUGE_REPEAT == u,
+              "select returned %d, not a case of channel %zu", b.rc, u);
+    check_only_result(cases, n, b.rc, 0);
+    cr_assert_eq(vals[b.rc], 77);
+    /* It left no waiter behind. */
+    for (size_t i = 0; i < HUGE_CHANS; i++) {
+        if (chan_cap(c[i]) == 0)
+            cr_assert_eq(chan_trysend(c[i], &v), -EAGAIN, "channel %zu", i);
+        chan_release(c[i]);
+    }
+    free(buffered);
+    free(unbuffered);
+    free(c);
+    free(cases);
+    free(vals);
+}
+
+/*
+ * 10,000 cases on 97 channels, case i on channel map[i], a fixed
+ * pseudo-random assignment, so that every channel is in about 100 cases
+ * scattered over the array: the lock order must group them, lock each
+ * channel once and unlock it once (a channel locked twice hangs, and the
+ * suite's timeout fails the test).
+ */
+enum { REP_CASES = 10000, REP_CHANS = 97 };
+
+struct rep {
+    chan_t *ch[REP_CHANS];
+    int map[REP_CASES];
+    int vals[REP_CASES];
+    chan_case_t cases[REP_CASES];
+};
+
+/* Makes the channels with the given capacities (cycled) and the cases. */
+static struct rep *rep_make(const size_t *caps, size_t ncaps)
+{
+    struct rep *r = calloc(1, sizeof *r);
+    cr_assert_not_null(r);
+    for (int k = 0; k < REP_CHANS; k++) {
+        r->ch[k] = chan_make(sizeof(int), caps[(size_t)k % ncaps]);
+        cr_assert_not_null(r->ch[k]);
+    }
+    uint32_t seed = 12345;
+    for (int i = 0; i < REP_CASES; i++) {
+        r->map[i] = (int)(test_rand(&seed) % REP_CHANS);
+        r->vals[i] = SENTINEL;
+        r->cases[i] = CHAN_RECV_CASE(r->ch[r->map[i]], &r->vals[i]);
+    }
+    return r;
+}
+
+static void rep_free(struct rep *r)
+{
+    for (int k = 0; k < REP_CHANS; k++)
+        chan_release(r->ch[k]);
+    free(r);
+}
+
+Test(select, ten_thousand_cases_on_few_channels_one_ready)
+{
+    static const size_t caps[] = { 0, 1, 2 };
+    struct rep *r = rep_make(caps, 3);
+    /* Nothing ready: a try, then a timed wait with every waiter queued. */
+    cr_assert_eq(chan_select(r->cases, REP_CASES, 0), -EAGAIN);
+    cr_assert_eq(chan_select(r->cases, REP_CASES, TEST_MS), -ETIMEDOUT);
+    /* Each buffered channel ready in turn: one of its cases fires. */
+    for (int t = 0; t < REP_CHANS; t++) {
+        if (caps[t % 3] == 0)
+            continue;
+        cr_assert_eq(chan_send(r->ch[t], &t), 0);
+        mark_results(r->cases, REP_CASES);
+        int k = chan_select(r->cases, REP_CASES, t % 2 ? 0 : CHAN_FOREVER);
+        cr_assert(k >= 0 && k < REP_CASES, "select returned %d", k);
+        cr_assert_eq(r->map[k], t, "case %d of channel %d fired, not one of "
+                     "channel %d", k, r->map[k], t);
+        check_only_result(r->cases, REP_CASES, k, 0);
+        cr_assert_eq(r->vals[k], t);
+        r->vals[k] = SENTINEL;
+        cr_assert_eq(chan_len(r->ch[t]), 0);
+    }
+    /* Blocked, woken by a sender on an unbuffered channel. */
+    for (int t = 0; t < 12; t += 3) {
+        struct big_sel b = { r->cases, REP_CASES, SENTINEL };
+        mark_results(r->cases, REP_CASES);
+        pthread_t th = test_thread_start(big_sel_main, &b);
+        int v = 500 + t;
+        cr_assert_eq(try_until_waiter(r->ch[t], CHAN_SEND, &v), 0);
+        test_thread_join(th);
+        cr_assert(b.rc >= 0 && b.rc < REP_CASES, "select returned %d", b.rc);
+        cr_assert_eq(r->map[b.rc], t);
+        check_only_result(r->cases, REP_CASES, b.rc, 0);
+        cr_assert_eq(r->vals[b.rc], 500 + t);
+        r->vals[b.rc] = SENTINEL;
+    }
+    /* No select left a waiter behind. */
+    for (int t = 0; t < REP_CHANS; t += 3)
+        cr_assert_eq(chan_trysend(r->ch[t], &t), -EAGAIN, "channel %d", t);
+    rep_free(r);
+}
+
+Test(select, ten_thousand_cases_on_few_channels_all_ready)
+{
+    static const size_t caps[] = { 1, 2 };
+    struct rep *r = rep_make(caps, 2);
+    for (int k = 0; k < REP_CHANS; k++)
+        cr_assert_eq(chan_send(r->ch[k], &k), 0);
+    /* Groups of channels by address, and how many cases each group has. */
+    chan_t *sorted[REP_CHANS];
+    memcpy(sorted, r->ch, sizeof sorted);
+    qsort(sorted, REP_CHANS, sizeof *sorted, by_address_down);
+    int group_of[REP_CHANS];
+    for (int k = 0; k < REP_CHANS; k++)
+        for (int g = 0; g < REP_CHANS; g++)
+            if (sorted[g] == r->ch[k])
+                group_of[k] = g * 4 / REP_CHANS;
+    long in_group[4] = { 0 };
+    for (int i = 0; i < REP_CASES; i++)
+        in_group[group_of[r->map[i]]]++;
+
+    /* Every case is ready: the choice is uniform over the cases, so by
+     * quarter of the case array (expected rounds / 4 each, a standard
+     * deviation of 8.7 at 400 rounds) and by group of channels (expected
+     * in proportion to the cases they have).  The bands are +-50%. */
+    int rounds = (int)test_scaled(400, 400);
+    long by_index[4] = { 0 }, by_group[4] = { 0 };
+    for (int i = 0; i < rounds; i++) {
+        int k = chan_select(r->cases, REP_CASES, 0);
+        cr_assert(k >= 0 && k < REP_CASES, "select returned %d", k);
+        cr_assert_eq(r->cases[k].result, 0);
+        cr_assert_eq(r->vals[k], r->map[k]);
+        by_index[k * 4 / REP_CASES]++;
+        by_group[group_of[r->map[k]]]++;
+        cr_assert_eq(chan_send(r->ch[r->map[k]], &r->map[k]), 0);
+    }
+    for (int q = 0; q < 4; q++) {
+        double want = (double)rounds / 4;
+        cr_assert(by_index[q] > want / 2 && by_index[q] < want * 3 / 2,
+                  "cases of quarter %d chosen %ld times of %d", q,
+                  by_index[q], rounds);
+        want = (double)rounds * (double)in_group[q] / REP_CASES;
+        cr_assert(by_group[q] > want / 2 && by_group[q] < want * 3 / 2,
+                  "channels of group %d chosen %ld times of %d, expected %.0f",
+                  q, by_group[q], rounds, want);
+    }
+    rep_free(r);
+}
+
+/*
+ * Selects of many cases (a heap sort makes their lock order) and of few
+ * (an insertion sort) over the same unbuffered channels, from two threads
+ * at once: every select locks all of its channels, so the two sorts must
+ * agree on the order, or the threads deadlock and the suite's timeout
+ * fails the test.  (Two threads must meet inside their lock loops for
+ * that, so a run catches a disagreement only with some probability;
+ * loop it, or raise CHAN_TEST_SCALE, after changing the sorts.)
+ */
+struct mixed_sel {
+    chan_t **ch;
+    int nch;
+    int sizes[2];       /* cases per select, alternating */
+    int iters;
+    uint32_t seed;
+    int bad;            /* selects that did not return -EAGAIN */
+};
+
+static void *mixed_sel_main(void *arg)
+{
+    struct mixed_sel *m = arg;
+    int big = m->sizes[0] > m->sizes[1] ? m->sizes[0] : m->sizes[1];
+    chan_case_t *cases = calloc((size_t)big, sizeof *cases);
+    int v = 0;
+    if (!cases) {
+        m->bad = -1;
+        return NULL;
+    }
+    for (int i = 0; i < m->iters; i++) {
+        int n = m->sizes[i % 2];
+        for (int j = 0; j < n; j++) {
+            chan_t *ch = m->ch[test_rand(&m->seed) % (uint32_t)m->nch];
+            cases[j] = test_rand(&m->seed) % 2 ? CHAN_SEND_CASE(ch, &v)
+                                               : CHAN_RECV_CASE(ch, &v);
+        }
+        if (chan_select(cases, (size_t)n, 0) != -EAGAIN)
+            m->bad++;
+    }
+    free(cases);
+    return NULL;
+}
+
+Test(select, large_and_small_selects_agree_on_lock_order)
+{
+    enum { NCH = 40 };
+    chan_t *ch[NCH];
+    for (int k = 0; k < NCH; k++)
+        ch[k] = chan_make(sizeof(int), 0);
+    int iters = (int)test_scaled(10000, 100);
+    struct mixed_sel m[2] = {
+        { ch, NCH, { 200, 3 }, iters, 1, 0 },
+        { ch, NCH, { 20, 600 }, iters, 2, 0 },
+    };
+    pthread_t t0 = test_thread_start(mixed_sel_main, &m[0]);
+    pthread_t t1 = test_thread_start(mixed_sel_main, &m[1]);
+    test_thread_join(t0);
+    test_thread_join(t1);
+    cr_assert_eq(m[0].bad, 0);
+    cr_assert_eq(m[1].bad, 0);
+    for (int k = 0; k < NCH; k++)
+        chan_release(ch[k]);
+}
+
+/* ------------------------------------------------------------------ */
 /* Empty selects                                                      */
 
 Test(select, empty_select_try_and_timeout)
