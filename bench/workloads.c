@@ -14,6 +14,8 @@
  *                 exactly one is ready, then chan_send of the token to the
  *                 next channel (capacity 1, so it never blocks); ns per
  *                 select + send
+ *   sel1000/sel100000  the same over 1000 / 100,000 channels, listed in
+ *                 an order other than their addresses'
  *   sendrecv      one body: chan_send then chan_recv on a capacity-1
  *                 channel (the blocking calls' uncontended path), ns per pair
  *   try-pair      the same with chan_trysend and chan_tryrecv
@@ -448,6 +450,86 @@ static void sel_loop(struct micro *m)
     m->bad = bad;
 }
 
+/*
+ * sel1000, sel100000: sel_loop over more channels than struct micro
+ * holds.  The cases are in a fixed pseudo-random order of the channels,
+ * so that their lock order (by address) is not the case order, as in a
+ * program whose channels were not made in the order it lists them.
+ */
+struct selbig {
+    const char *wl;
+    long n;
+    int nch;
+    chan_t **ch;        /* ch[i] is the channel of case i */
+    chan_case_t *cases;
+    int64_t v;          /* every case receives here */
+    long bad;
+};
+
+static void selbig_body(void *p)
+{
+    struct selbig *s = p;
+    send64(s->ch[0], 0);
+    int pos = 0;
+    long bad = 0;
+    for (long i = 0; i < s->n; i++) {
+        int k = chan_select(s->cases, (size_t)s->nch, CHAN_FOREVER);
+        if (k < 0)
+            bench_die("chan_select", k);
+        if (k >= s->nch)
+            bench_die("chan_select: case index out of range", -EINVAL);
+        bad += k != pos || s->cases[k].result != 0 || s->v != i;
+        pos = (k + 1) % s->nch;
+        send64(s->ch[pos], s->v + 1);
+    }
+    bad += recv64(s->ch[pos]) != s->n;
+    s->bad = bad;
+}
+
+static double run_selbig(void *ctx, long n)
+{
+    struct selbig *s = ctx;
+    s->n = n;
+    s->bad = 0;
+    double t0 = bench_now();
+    go(selbig_body, s, 0);
+    wait_all();
+    double t = bench_now() - t0;
+    bench_check(s->bad == 0, s->wl, "unexpected results");
+    return t;
+}
+
+static void wl_selbig(const char *wl, int nch)
+{
+    struct selbig s = {.wl = wl, .nch = nch};
+    s.ch = calloc((size_t)nch, sizeof *s.ch);
+    s.cases = calloc((size_t)nch, sizeof *s.cases);
+    if (!s.ch || !s.cases)
+        bench_die("calloc", -ENOMEM);
+    for (int i = 0; i < nch; i++)
+        s.ch[i] = mk(sizeof(int64_t), 1);
+    /* Fisher-Yates with a fixed xorshift32, the same as bench/go. */
+    uint32_t x = 2463534242u;
+    for (int i = nch - 1; i > 0; i--) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        int j = (int)(x % (uint32_t)(i + 1));
+        chan_t *t = s.ch[i];
+        s.ch[i] = s.ch[j];
+        s.ch[j] = t;
+    }
+    for (int i = 0; i < nch; i++)
+        s.cases[i] = CHAN_RECV_CASE(s.ch[i], &s.v);
+    bench_measure(runner->impl, wl, "ns/op", run_selbig, &s, 4, opts);
+    for (int i = 0; i < nch; i++) {
+        bench_check(chan_len(s.ch[i]) == 0, wl, "values left in a channel");
+        chan_release(s.ch[i]);
+    }
+    free(s.ch);
+    free(s.cases);
+}
+
 static void sendrecv_loop(struct micro *m)
 {
     long bad = 0;
@@ -659,6 +741,8 @@ static void wl_w4(void) { bench_measure(runner->impl, "w4", "ns/msg", run_w4, NU
 static void wl_sel1(void) { wl_micro("sel1", "ns/op", sel_loop, 1, 1); }
 static void wl_sel4(void) { wl_micro("sel4", "ns/op", sel_loop, 4, 1); }
 static void wl_sel16(void) { wl_micro("sel16", "ns/op", sel_loop, 16, 1); }
+static void wl_sel1000(void) { wl_selbig("sel1000", 1000); }
+static void wl_sel100000(void) { wl_selbig("sel100000", 100000); }
 static void wl_sendrecv(void) { wl_micro("sendrecv", "ns/op", sendrecv_loop, 1, 1); }
 static void wl_trypair(void) { wl_micro("try-pair", "ns/op", trypair_loop, 1, 1); }
 static void wl_tryrecv_empty(void) { wl_micro("tryrecv-empty", "ns/op", tryrecv_empty_loop, 1, 1); }
@@ -683,6 +767,8 @@ static const struct {
     {"sel1", wl_sel1},
     {"sel4", wl_sel4},
     {"sel16", wl_sel16},
+    {"sel1000", wl_sel1000},
+    {"sel100000", wl_sel100000},
     {"sendrecv", wl_sendrecv},
     {"try-pair", wl_trypair},
     {"tryrecv-empty", wl_tryrecv_empty},

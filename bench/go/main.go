@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -319,6 +320,12 @@ func w5() {
 // micro runs loop(n) in one goroutine, as bench/workloads.c runs it in one
 // body; loop returns the number of unexpected results.
 func micro(wl string, loop func(n int64) int64) {
+	microFrom(wl, loop, 1024)
+}
+
+// microFrom is micro with calibration starting from n0 operations, for
+// loops whose operations are slow.
+func microFrom(wl string, loop func(n int64) int64, n0 int64) {
 	measure(wl, "ns/op", func(n int64) time.Duration {
 		var wg sync.WaitGroup
 		var bad int64
@@ -328,7 +335,7 @@ func micro(wl string, loop func(n int64) int64) {
 		t := time.Since(t0)
 		check(bad == 0, wl, "unexpected results")
 		return t
-	}, 1024)
+	}, n0)
 }
 
 // sel runs the token round nch channels of capacity 1: a select over all of
@@ -399,6 +406,46 @@ func sel(nch int) func(n int64) int64 {
 				}
 			}
 			if k != pos || v != i {
+				bad++
+			}
+			pos = (k + 1) % nch
+			c[pos] <- v + 1
+		}
+		if <-c[pos] != n {
+			bad++
+		}
+		return bad
+	}
+}
+
+// selMany is sel over nch channels, more than a select statement can list:
+// reflect.Select, which runs the runtime's selectgo on the cases. The cases
+// are in the same fixed pseudo-random order of the channels as in
+// workloads.c.
+func selMany(nch int) func(n int64) int64 {
+	return func(n int64) int64 {
+		c := make([]chan int64, nch)
+		for i := range c {
+			c[i] = make(chan int64, 1)
+		}
+		x := uint32(2463534242)
+		for i := nch - 1; i > 0; i-- {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			j := int(x % uint32(i+1))
+			c[i], c[j] = c[j], c[i]
+		}
+		cases := make([]reflect.SelectCase, nch)
+		for i := range cases {
+			cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c[i])}
+		}
+		c[0] <- 0
+		pos, bad := 0, int64(0)
+		for i := int64(0); i < n; i++ {
+			k, rv, ok := reflect.Select(cases)
+			v := rv.Int()
+			if k != pos || !ok || v != i {
 				bad++
 			}
 			pos = (k + 1) % nch
@@ -603,6 +650,10 @@ var table = []struct {
 	{"sel1", func() { micro("sel1", sel(1)) }},
 	{"sel4", func() { micro("sel4", sel(4)) }},
 	{"sel16", func() { micro("sel16", sel(16)) }},
+	{"sel1000", func() { microFrom("sel1000", selMany(1000), 4) }},
+	// reflect.Select takes at most 65536 cases, and a select statement
+	// lists its cases in the source: Go has no select of 100,000 cases.
+	{"sel100000", func() { fmt.Fprintln(os.Stderr, "go: sel100000: no select of that many cases in Go; skipped") }},
 	{"sendrecv", func() { micro("sendrecv", sendrecv) }},
 	{"try-pair", func() { micro("try-pair", tryPair) }},
 	{"tryrecv-empty", func() { micro("tryrecv-empty", tryrecvEmpty) }},
