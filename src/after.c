@@ -6,7 +6,9 @@
  * finalize hook points at timer_finalize() and whose owner is a struct
  * timer_chan holding the heap entry.  Firing is a non-blocking send of the
  * current CLOCK_MONOTONIC time: when the previous value has not been
- * received yet, the send fails and the tick is dropped, as in Go.
+ * received yet, the send fails and the tick is dropped, as in Go (and the
+ * heap entry is told, through missed, so that a ticker nobody receives
+ * from is polled less and less often: timer.h).
  *
  * Locking.  fire() runs on the timer thread with the heap lock held and
  * takes the channel lock inside it (src/internal.h); it unparks the
@@ -34,21 +36,24 @@ struct timer_chan {
     chan_t *ch;       /* the channel this timer sends to; immutable */
 };
 
-/* A non-blocking send of now to ch; a full channel drops the value. */
-static void send_time(chan_t *ch, int64_t now)
+/* A non-blocking send of now to ch; a full channel drops the value.
+ * Returns 1 if the value was delivered, 0 if it was dropped. */
+static int send_time(chan_t *ch, int64_t now)
 {
     chan__parker_t *wake = NULL;
     chan__lock(&ch->lock);
-    (void)chan__send_now(ch, &now, &wake);
+    int r = chan__send_now(ch, &now, &wake);
     chan__unlock_ch(ch);
     if (wake)
         chan__unpark(wake);
+    return r == 1;
 }
 
 /* Timer thread, heap lock held. */
 static void timer_fire(chan__timer_t *t, int64_t now)
 {
-    send_time(chan__container_of(t, struct timer_chan, t)->ch, now);
+    if (!send_time(chan__container_of(t, struct timer_chan, t)->ch, now))
+        t->missed = 1;
 }
 
 /* The channel's last reference is gone: stop the timer and free it. */
@@ -81,7 +86,7 @@ static chan_t *timer_new(int64_t delay_ns, int64_t period_ns)
         /* Due already: fire here instead of a round trip through the
          * timer thread.  Only a one-shot timer gets here (a period is
          * always > 0), so the timer is done and stays off the heap. */
-        send_time(ch, chan__now());
+        (void)send_time(ch, chan__now());
         return ch;
     }
     tc->t.when = chan__deadline(delay_ns);

@@ -8,17 +8,36 @@
  *   - t->slot == i + 1 exactly when heap[i] == t; 0 when t is not pending.
  *     This is what makes chan__timer_cancel() O(log n): it finds its entry
  *     without a search.
- *   - A periodic timer stays on the heap while it fires: its deadline is
- *     moved forward (skipping missed periods, so a late thread causes no
- *     burst) and sifted down before fire() runs.  A one-shot timer leaves
- *     the heap before fire() runs.
+ *   - A one-shot timer leaves the heap before fire() runs.  A periodic
+ *     timer stays at heap[0] while it fires (fire() does not touch the
+ *     heap); then its deadline moves to the first when + k * period after
+ *     the time it fired (skipping missed periods, so a late thread causes
+ *     no burst), or later if fire() missed (see rearm()), and it is sifted
+ *     down.
+ *   - The thread works in passes: a pass fires the timers due at the time
+ *     it started (pass_start), earliest first, and a new pass starts only
+ *     when none of them is left.  A periodic timer moves past the time it
+ *     fired, hence past pass_start, so it fires at most once per pass and
+ *     every pass ends, however short its period.
  *
- * Locking.  heap_mu guards heap, n, cap, started and the slot and when of
- * every pending timer.  It is first in the lock order (src/internal.h):
- * fire() runs with it held and may take a channel lock; nothing here takes
- * heap_mu while holding a channel lock.  Because fire() runs under heap_mu,
- * taking heap_mu in chan__timer_cancel() waits out a fire() in progress:
- * that is the guarantee that the timer may be freed on return.
+ * Locking.  heap_mu guards heap, n, cap, started, handoff and the slot,
+ * when, missed and backoff of every pending timer.  It is first in the
+ * lock order (src/internal.h): fire() runs with it held and may take a
+ * channel lock; nothing here takes heap_mu while holding a channel lock.
+ * Because fire() runs under heap_mu, taking heap_mu in chan__timer_cancel()
+ * waits out a fire() in progress: that is the guarantee that the timer may
+ * be freed on return.
+ *
+ * Handing the lock over.  A mutex is not fair: a thread that unlocks and
+ * locks again at once nearly always wins against a waiter, which must
+ * first be woken.  So the other threads take heap_mu through heap_lock(),
+ * which counts them in contenders while they wait, and after each fire()
+ * the timer thread looks at that count: when someone waits, it sets
+ * handoff and sleeps on turn_cv, which releases heap_mu, until the next
+ * holder's heap_unlock() clears handoff and wakes it.  A counted thread is
+ * on its way to take heap_mu, so that holder comes.  Contenders are
+ * counted only after a failed trylock, so an uncontended lock costs no
+ * more than before.
  *
  * Threads.  The timer thread is created on the first chan__timer_start(),
  * detached and with every signal blocked, so it neither keeps the process
@@ -29,15 +48,15 @@
  * fork().  The child of a fork has no timer thread (fork copies only the
  * calling thread).  The atfork handlers keep heap_mu consistent across the
  * fork; in the child the thread is started again by the next
- * chan__timer_start(), and timers still pending fire from then on.  (The
- * child handler does not start a thread itself: only async-signal-safe work
- * belongs between fork() and exec().)
+ * chan__timer_start(), and timers still pending fire from then on.  (The child handler does not start a thread itself: only
+ * async-signal-safe work belongs between fork() and exec().)
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -47,13 +66,62 @@
 /* Smallest heap array kept allocated once the heap has grown. */
 enum { HEAP_MIN_CAP = 64 };
 
+/*
+ * How far a periodic timer that keeps missing may put its next poll off:
+ * its period, or 1 ms if that is longer.  A ticker nobody receives from
+ * then costs at most about a thousand firings a second, and the first tick
+ * after the receiver comes back is late by at most about as long as the
+ * receiver had left the previous one waiting, and never by more than this.
+ */
+#define BACKOFF_MAX_NS ((int64_t)1000000)
+
 static pthread_mutex_t heap_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t heap_cv;          /* CLOCK_MONOTONIC; init_once() */
+static pthread_cond_t turn_cv;          /* the timer thread waits for handoff */
 static chan__timer_t **heap;            /* heap_mu */
 static size_t n;                        /* entries in heap; heap_mu */
 static size_t cap;                      /* entries allocated; heap_mu */
 static int started;                     /* timer thread running; heap_mu */
+static int handoff;                     /* timer thread waits; heap_mu */
+/* Threads other than the timer thread waiting in heap_lock(). */
+static atomic_uint contenders;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* ---------------------------------------------------------------- lock */
+
+/* heap_mu for every thread but the timer thread (see the top). */
+static void heap_lock(void)
+{
+    if (pthread_mutex_trylock(&heap_mu) == 0)
+        return;
+    /* Relaxed is enough: the timer thread reads the count under heap_mu,
+     * and our decrement happens before our unlock, so it never sees a
+     * contender that has come and gone. */
+    atomic_fetch_add_explicit(&contenders, 1, memory_order_relaxed);
+    chan__check(pthread_mutex_lock(&heap_mu));
+    atomic_fetch_sub_explicit(&contenders, 1, memory_order_relaxed);
+}
+
+static void heap_unlock(void)
+{
+    if (handoff) {
+        handoff = 0;
+        chan__check(pthread_cond_signal(&turn_cv));
+    }
+    chan__check(pthread_mutex_unlock(&heap_mu));
+}
+
+/* Timer thread, heap_mu held: let the threads waiting for heap_mu in. */
+static void let_contenders_in(void)
+{
+    if (atomic_load_explicit(&contenders, memory_order_relaxed) == 0)
+        return;
+    handoff = 1;
+    while (handoff)
+        chan__check(pthread_cond_wait(&turn_cv, &heap_mu));
+}
+
+/* ---------------------------------------------------------------- heap */
 
 static void set_slot(size_t i, chan__timer_t *t)
 {
@@ -94,6 +162,34 @@ static void sift_down(size_t i)
     set_slot(i, t);
 }
 
+/* Makes room for one more entry.  heap_mu held.  Returns 0 or -ENOMEM. */
+static int heap_grow(void)
+{
+    if (n < cap)
+        return 0;
+    size_t ncap = cap ? 2 * cap : HEAP_MIN_CAP;
+    chan__timer_t **bigger =
+        ncap > SIZE_MAX / sizeof *heap ? NULL
+                                       : realloc(heap, ncap * sizeof *heap);
+    if (!bigger)
+        return -ENOMEM;
+    heap = bigger;
+    cap = ncap;
+    return 0;
+}
+
+/* Adds t (not pending; room made by heap_grow()).  heap_mu held. */
+static void heap_insert(chan__timer_t *t)
+{
+    chan__assert(t->slot == 0 && n < cap);
+    heap[n] = t;
+    sift_up(n++);
+    /* A new earliest deadline: the thread may be sleeping until a later
+     * one. */
+    if (t->slot == 1)
+        chan__check(pthread_cond_signal(&heap_cv));
+}
+
 /* Removes the entry at slot index i.  heap_mu held. */
 static void heap_remove(size_t i)
 {
@@ -120,31 +216,67 @@ static void heap_remove(size_t i)
     }
 }
 
-/* The next deadline of a periodic timer that fired at now: the first
- * when + k * period (k >= 1) after now, so missed periods are skipped. */
-static int64_t next_period(const chan__timer_t *t, int64_t now)
+/* ---------------------------------------------------------------- thread */
+
+/* The first when + k * period (k >= 1) after x, saturating: the next
+ * deadline of periodic timer t on its own grid of periods. */
+static int64_t next_after(const chan__timer_t *t, int64_t x)
 {
-    if (t->period > INT64_MAX - now)
+    if (x < t->when)
+        x = t->when;
+    if (t->period > INT64_MAX - x)
         return INT64_MAX;
-    int64_t behind = now > t->when ? now - t->when : 0;
-    /* k * period <= behind + period, and when + behind + period ==
-     * max(now, when) + period, which was checked above not to overflow. */
-    int64_t k = behind / t->period + 1;
+    /* k * period <= (x - when) + period, so when + k * period <= x +
+     * period, which was checked above not to overflow.  (Deadlines are
+     * CLOCK_MONOTONIC times, never negative, so x - when does not
+     * overflow either.) */
+    int64_t k = (x - t->when) / t->period + 1;
     return t->when + k * t->period;
+}
+
+/*
+ * The next deadline of periodic timer t, which fired at now.  After a
+ * delivered event, the next period after now.  After a missed one the
+ * receiver has not taken the last event; nothing tells us when it does,
+ * so poll, each consecutive miss waiting twice as long as the one before
+ * (from one period up to the longer of BACKOFF_MAX_NS and the period).
+ * Without this, chan_tick(1) would keep the timer thread firing into a
+ * full channel at full speed for as long as nobody receives.
+ */
+static int64_t rearm(chan__timer_t *t, int64_t now)
+{
+    int64_t p = t->period;
+    if (!t->missed) {
+        t->backoff = 0;
+        return next_after(t, now);
+    }
+    int64_t limit = p > BACKOFF_MAX_NS ? p : BACKOFF_MAX_NS;
+    t->backoff = t->backoff == 0         ? p
+                 : t->backoff > limit / 2 ? limit
+                                          : 2 * t->backoff;
+    /* The first deadline on the grid at least backoff after now (backoff
+     * >= p; backoff - p < BACKOFF_MAX_NS, so this cannot overflow). */
+    return next_after(t, now + (t->backoff - p));
 }
 
 static void *timer_thread(void *arg)
 {
     (void)arg;
     chan__check(pthread_mutex_lock(&heap_mu));
+    int64_t pass_start = chan__now();
     for (;;) {
         if (n == 0) {
             chan__check(pthread_cond_wait(&heap_cv, &heap_mu));
+            pass_start = chan__now();
             continue;
         }
         chan__timer_t *t = heap[0];
-        int64_t now = chan__now();
-        if (t->when > now) {
+        if (t->when > pass_start) {
+            /* Everything due in this pass has fired: start the next one,
+             * or sleep until something is due. */
+            pass_start = chan__now();
+            if (t->when <= pass_start)
+                continue;
             if (t->when == INT64_MAX) {
                 chan__check(pthread_cond_wait(&heap_cv, &heap_mu));
             } else {
@@ -153,59 +285,74 @@ static void *timer_thread(void *arg)
                 chan__assert(e == 0 || e == ETIMEDOUT);
             }
             /* Whatever woke us, the heap may have changed: look again. */
+            pass_start = chan__now();
             continue;
         }
+        int64_t now = chan__now();
         if (t->period > 0) {
-            t->when = next_period(t, now);
+            t->missed = 0;
+            t->fire(t, now);
+            chan__assert(heap[0] == t);
+            t->when = rearm(t, now);
             sift_down(0);
         } else {
             heap_remove(0);
+            t->fire(t, now);
         }
-        t->fire(t, now);
+        let_contenders_in();
     }
     return NULL;
 }
 
+/* ---------------------------------------------------------------- setup */
+
 /* atfork handlers: no thread may hold heap_mu across fork(). */
 static void before_fork(void)
 {
-    chan__check(pthread_mutex_lock(&heap_mu));
+    heap_lock();
 }
 
 static void after_fork_parent(void)
 {
-    chan__check(pthread_mutex_unlock(&heap_mu));
+    heap_unlock();
 }
 
-static void cond_init(void)
+static void cond_init(pthread_cond_t *cv)
 {
     pthread_condattr_t attr;
     chan__check(pthread_condattr_init(&attr));
     chan__check(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC));
-    chan__check(pthread_cond_init(&heap_cv, &attr));
+    chan__check(pthread_cond_init(cv, &attr));
     pthread_condattr_destroy(&attr);
 }
 
 static void after_fork_child(void)
 {
-    /* The parent's timer thread may have been waiting on heap_cv; in the
-     * child that waiter does not exist, so start with a fresh one. */
-    cond_init();
+    /* The parent's timer thread may have been waiting on either condition
+     * variable, and other threads may have been counted as contenders; in
+     * the child none of them exists, so start afresh. */
+    cond_init(&heap_cv);
+    cond_init(&turn_cv);
     started = 0;
+    handoff = 0;
+    atomic_store_explicit(&contenders, 0, memory_order_relaxed);
     chan__check(pthread_mutex_unlock(&heap_mu));
 }
 
 static void init_once(void)
 {
-    cond_init();
+    cond_init(&heap_cv);
+    cond_init(&turn_cv);
     chan__check(pthread_atfork(before_fork, after_fork_parent,
                                after_fork_child));
 }
 
-/* Starts the timer thread, detached, with all signals blocked.  heap_mu
- * held.  Returns 0 or -ENOMEM. */
+/* Starts the timer thread, detached, with all signals blocked, unless it
+ * runs already.  heap_mu held.  Returns 0 or -ENOMEM. */
 static int start_thread(void)
 {
+    if (started)
+        return 0;
     int rc = chan__thread_start_quiet(timer_thread, NULL);
     if (rc < 0)
         return rc;
@@ -213,42 +360,30 @@ static int start_thread(void)
     return 0;
 }
 
+/* ---------------------------------------------------------------- API */
+
 int chan__timer_start(chan__timer_t *t)
 {
     chan__assert(t->slot == 0 && t->fire);
     chan__check(pthread_once(&once, init_once));
-    chan__check(pthread_mutex_lock(&heap_mu));
-    int rc = 0;
-    if (!started && (rc = start_thread()) < 0)
-        goto out;
-    if (n == cap) {
-        size_t ncap = cap ? 2 * cap : HEAP_MIN_CAP;
-        chan__timer_t **bigger =
-            ncap > SIZE_MAX / sizeof *heap ? NULL
-                                           : realloc(heap, ncap * sizeof *heap);
-        if (!bigger) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        heap = bigger;
-        cap = ncap;
+    heap_lock();
+    int rc = start_thread();
+    if (rc == 0)
+        rc = heap_grow();
+    if (rc == 0) {
+        t->missed = 0;
+        t->backoff = 0;
+        heap_insert(t);
     }
-    heap[n] = t;
-    sift_up(n++);
-    /* A new earliest deadline: the thread may be sleeping until a later
-     * one. */
-    if (t->slot == 1)
-        chan__check(pthread_cond_signal(&heap_cv));
-out:
-    chan__check(pthread_mutex_unlock(&heap_mu));
+    heap_unlock();
     return rc;
 }
 
 int chan__timer_cancel(chan__timer_t *t)
 {
     /* heap_mu is statically initialised, so this works even if no timer
-     * was ever started. */
-    chan__check(pthread_mutex_lock(&heap_mu));
+     * was ever started (and handoff is 0 then). */
+    heap_lock();
     int was_pending = t->slot != 0;
     if (was_pending) {
         chan__assert(t->slot <= n && heap[t->slot - 1] == t);
@@ -257,6 +392,6 @@ int chan__timer_cancel(chan__timer_t *t)
          * signal. */
         heap_remove(t->slot - 1);
     }
-    chan__check(pthread_mutex_unlock(&heap_mu));
+    heap_unlock();
     return was_pending;
 }

@@ -8,11 +8,19 @@
  * by the first chan__timer_start(); a program that never uses time pays
  * nothing for it.  Insertion and removal are O(log n).
  *
+ * Progress.  However short a period, the timer thread fires each timer at
+ * most once per pass over the heap, and it lets any thread waiting for the
+ * heap lock have it between two firings: so a ticker that cannot keep up
+ * (chan_tick(1)) drops ticks, and starting and stopping timers never wait
+ * for more than one fire().  A periodic timer whose event finds
+ * no room (fire() sets missed) is polled less and less often while that
+ * lasts, so a ticker nobody receives from costs almost no CPU.
+ *
  * Locking.  The heap lock is taken first, before any channel lock, and is
  * never taken while a channel lock is held (src/internal.h).  fire() runs on
  * the timer thread with the heap lock held: it must be short and must not
  * block, but it may lock a channel for a non-blocking send and unpark a
- * waiter, or make a task runnable.
+ * waiter, or make a task runnable.  It must not call the functions below.
  */
 #ifndef CHAN_TIMER_H
 #define CHAN_TIMER_H
@@ -30,6 +38,14 @@ struct chan__timer {
     /* Called on the timer thread, heap lock held, when the deadline passes;
      * now is the current CLOCK_MONOTONIC time. */
     void (*fire)(chan__timer_t *t, int64_t now);
+    /* Periodic timers: 0 before each fire(), which sets it to 1 when its
+     * event could not be delivered (the receiver has not taken the last
+     * one).  Heap lock. */
+    int missed;
+    /* Periodic timers: how far the last missed firing put the next poll
+     * off (period, doubling up to a limit while firings keep missing);
+     * 0 after a delivered one.  Heap lock. */
+    int64_t backoff;
     size_t slot;     /* heap index + 1 while pending, 0 otherwise; heap lock */
 };
 

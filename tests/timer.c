@@ -3,7 +3,9 @@
  * time/sleep_test.go and time/tick_test.go: a timer fires after at least
  * its delay, its value is the CLOCK_MONOTONIC time it fired, a second
  * receive blocks, stop before and after firing, releasing stops, a slow
- * receiver makes a ticker drop ticks, and 100,000 pending timers.
+ * receiver makes a ticker drop ticks, and 100,000 pending timers; tickers
+ * far faster than the timer thread (Go's TestTickerStress and
+ * TestTimerStopStress).
  *
  * Timing checks have a lower bound (never early) that is exact and an
  * upper bound that is generous, since the suites also run under
@@ -11,6 +13,7 @@
  */
 #include "util.h"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 TestSuite(timer, .timeout = TEST_TIMEOUT_S);
@@ -364,4 +367,270 @@ Test(timer, timers_work_in_a_forked_child)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "child status %#x", status);
     chan_release(tick);
+}
+
+/* ------------------------------------------------------- tiny periods */
+
+/*
+ * Tickers with periods far shorter than one firing takes.  Without passes
+ * and the hand-over of the heap lock, the timer thread fires such a ticker
+ * again and again without ever letting go of the lock, and every call below
+ * hangs until the suite's timeout.
+ */
+
+/* The CPU time the whole process has used so far, in ns. */
+static int64_t process_cpu_ns(void)
+{
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+           ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+/* Waits (bounded) until ticker ch holds a tick nobody received. */
+static void wait_full(chan_t *ch)
+{
+    int64_t give_up = test_now_ns() + 10000 * TEST_MS;
+    while (chan_len(ch) == 0) {
+        cr_assert_lt(test_now_ns(), give_up, "the ticker never ticked");
+        test_sleep_ns(TEST_MS);
+    }
+}
+
+Test(timer, a_1ns_ticker_lets_other_timers_fire)
+{
+    chan_t *tick = chan_tick(1);
+    cr_assert_not_null(tick);
+    wait_full(tick);
+    for (int i = 0; i < 3; i++) {
+        int64_t t0 = test_now_ns();
+        chan_t *a = chan_after(10 * TEST_MS);
+        cr_assert_not_null(a);
+        int64_t v = 0;
+        cr_assert_eq(chan_timedrecv(a, &v, 10 * TEST_MS + LATE_NS), 0);
+        cr_assert_geq(v, t0 + 10 * TEST_MS);
+        cr_assert_lt(test_now_ns() - t0, 10 * TEST_MS + LATE_NS);
+        cr_assert_eq(chan_timer_stop(a), -EPIPE);
+        chan_release(a);
+    }
+    cr_assert_eq(chan_timer_stop(tick), 0);
+    chan_release(tick);
+}
+
+struct tick_receiver {
+    chan_t *tick;
+    atomic_int stop;
+    atomic_long got;
+    int bad;  /* a failed receive or a tick value that did not increase */
+};
+
+/* Receives from r->tick as fast as it can until r->stop. */
+static void *receive_ticks(void *arg)
+{
+    struct tick_receiver *r = arg;
+    int64_t prev = 0;
+    while (!atomic_load(&r->stop)) {
+        int64_t v = 0;
+        int rc = chan_timedrecv(r->tick, &v, 10 * TEST_MS);
+        if (rc == -ETIMEDOUT)
+            continue;
+        if (rc != 0 || v <= prev)
+            r->bad++;
+        prev = v;
+        atomic_fetch_add(&r->got, 1);
+    }
+    return NULL;
+}
+
+/* One round of timer calls that each take the heap lock; counts
+ * unexpected results in *bad. */
+static void timer_calls(long i, int *bad)
+{
+    chan_t *a = chan_after(3600LL * 1000 * TEST_MS);
+    chan_t *b = chan_after(1 * TEST_MS);
+    chan_t *t = chan_tick(1);
+    if (!a || !b || !t) {
+        (*bad)++;
+    } else {
+        *bad += chan_timer_stop(a) != 0;
+        *bad += chan_timer_stop(a) != -EPIPE;
+        if (i % 2)
+            *bad += chan_timer_stop(t) != 0;
+    }
+    chan_release(a);
+    chan_release(b); /* pending or fired */
+    chan_release(t); /* running or stopped */
+}
+
+struct caller {
+    long rounds;
+    int bad;
+};
+
+static void *timer_caller(void *arg)
+{
+    struct caller *c = arg;
+    for (long i = 0; i < c->rounds; i++)
+        timer_calls(i, &c->bad);
+    return NULL;
+}
+
+Test(timer, tiny_tickers_let_stop_and_release_return)
+{
+    /* Three idle tickers with full channels, and two more drained by
+     * receivers as fast as they can: the timer thread is as busy as it
+     * gets. */
+    const int64_t periods[] = { 1, 100, 1000 };
+    chan_t *idle[3];
+    for (int i = 0; i < 3; i++) {
+        idle[i] = chan_tick(periods[i]);
+        cr_assert_not_null(idle[i]);
+    }
+    struct tick_receiver r[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        r[i].tick = chan_tick(1);
+        cr_assert_not_null(r[i].tick);
+        atomic_init(&r[i].stop, 0);
+        atomic_init(&r[i].got, 0);
+        r[i].bad = 0;
+        th[i] = test_thread_start(receive_ticks, &r[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        wait_full(idle[i]);
+    /* The receivers are under way. */
+    int64_t give_up = test_now_ns() + 10000 * TEST_MS;
+    for (int i = 0; i < 2; i++)
+        while (atomic_load(&r[i].got) < 10) {
+            cr_assert_lt(test_now_ns(), give_up, "no ticks for receiver %d", i);
+            test_sleep_ns(TEST_MS);
+        }
+
+    /* Three threads at once, so that the heap lock has waiters. */
+    const long rounds = test_scaled(200, 20);
+    struct caller c[3];
+    pthread_t ct[3];
+    int64_t t0 = test_now_ns();
+    for (int i = 0; i < 3; i++) {
+        c[i] = (struct caller){ rounds, 0 };
+        ct[i] = test_thread_start(timer_caller, &c[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        test_thread_join(ct[i]);
+        cr_assert_eq(c[i].bad, 0);
+    }
+    /* Hundreds of calls, each of which waits at most for one firing; the
+     * bound only catches a hang. */
+    cr_assert_lt(test_now_ns() - t0, 10 * LATE_NS);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&r[i].stop, 1);
+        test_thread_join(th[i]);
+        cr_assert_eq(r[i].bad, 0);
+        cr_assert_eq(chan_timer_stop(r[i].tick), 0);
+        chan_release(r[i].tick);
+    }
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(chan_timer_stop(idle[i]), 0);
+        chan_release(idle[i]);
+    }
+}
+
+Test(timer, a_1ns_ticker_keeps_ticking_for_a_busy_receiver)
+{
+    chan_t *tick = chan_tick(1);
+    cr_assert_not_null(tick);
+    const long count = test_scaled(2000, 200);
+    int64_t prev = 0;
+    for (long i = 0; i < count; i++) {
+        int64_t v = 0;
+        cr_assert_eq(chan_timedrecv(tick, &v, LATE_NS), 0, "tick %ld", i);
+        cr_assert_gt(v, prev, "tick values increase");
+        prev = v;
+        /* Now and then leave it waiting, so that firings miss. */
+        if (i % 100 == 99)
+            test_sleep_ns(2 * TEST_MS);
+    }
+    cr_assert_eq(chan_timer_stop(tick), 0);
+    chan_release(tick);
+}
+
+struct task_waits {
+    chan_t *never;
+    int recv_rc;
+    int sleep_rc;
+    int64_t recv_ns, sleep_ns;
+};
+
+static void timed_task(void *arg)
+{
+    struct task_waits *w = arg;
+    int64_t t0 = test_now_ns();
+    w->recv_rc = chan_timedrecv(w->never, NULL, 5 * TEST_MS);
+    int64_t t1 = test_now_ns();
+    w->sleep_rc = chan_sleep(5 * TEST_MS);
+    w->recv_ns = t1 - t0;
+    w->sleep_ns = test_now_ns() - t1;
+}
+
+Test(timer, a_1ns_ticker_lets_tasks_wait_with_timeouts)
+{
+    chan_t *tick = chan_tick(1);
+    cr_assert_not_null(tick);
+    wait_full(tick);
+    chan_sched_t *s = chan_sched_new(&(chan_sched_opts_t){ .threads = 2 });
+    cr_assert_not_null(s);
+    enum { TASKS = 4 };
+    struct task_waits w[TASKS];
+    for (int i = 0; i < TASKS; i++) {
+        w[i] = (struct task_waits){ .never = chan_make(sizeof(int), 0),
+                                    .recv_rc = 1, .sleep_rc = 1 };
+        cr_assert_not_null(w[i].never);
+        cr_assert_eq(chan_go(s, timed_task, &w[i]), 0);
+    }
+    chan_sched_free(s);
+    for (int i = 0; i < TASKS; i++) {
+        cr_assert_eq(w[i].recv_rc, -ETIMEDOUT);
+        cr_assert_eq(w[i].sleep_rc, 0);
+        cr_assert_geq(w[i].recv_ns, 5 * TEST_MS);
+        cr_assert_geq(w[i].sleep_ns, 5 * TEST_MS);
+        cr_assert_lt(w[i].recv_ns, 5 * TEST_MS + LATE_NS);
+        cr_assert_lt(w[i].sleep_ns, 5 * TEST_MS + LATE_NS);
+        chan_release(w[i].never);
+    }
+    cr_assert_eq(chan_timer_stop(tick), 0);
+    chan_release(tick);
+}
+
+Test(timer, idle_tiny_tickers_use_little_cpu)
+{
+    /* Nobody receives: every firing finds the channel full.  Firing them
+     * at full speed would take a whole CPU; the bound (half of one CPU for
+     * the whole process) is loose enough for sanitizers and emulators. */
+    const int64_t periods[] = { 1, 100, 1000 };
+    chan_t *tick[3];
+    for (int i = 0; i < 3; i++) {
+        tick[i] = chan_tick(periods[i]);
+        cr_assert_not_null(tick[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        wait_full(tick[i]);
+    int64_t cpu0 = process_cpu_ns(), t0 = test_now_ns();
+    test_sleep_ns(1000 * TEST_MS);
+    int64_t cpu = process_cpu_ns() - cpu0, wall = test_now_ns() - t0;
+    cr_log_info("idle tickers: %lld ms of CPU in %lld ms",
+                (long long)(cpu / TEST_MS), (long long)(wall / TEST_MS));
+    cr_assert_lt(cpu, wall / 2, "%lld ms of CPU in %lld ms",
+                 (long long)(cpu / TEST_MS), (long long)(wall / TEST_MS));
+    /* They still tick once received from. */
+    for (int i = 0; i < 3; i++) {
+        int64_t v1 = 0, v2 = 0;
+        int64_t before = test_now_ns();
+        cr_assert_eq(chan_tryrecv(tick[i], &v1), 0);
+        cr_assert_eq(chan_timedrecv(tick[i], &v2, LATE_NS), 0);
+        cr_assert_gt(v2, v1);
+        /* A fresh tick, fired after the old one was taken. */
+        cr_assert_geq(v2, before);
+        cr_assert_eq(chan_timer_stop(tick[i]), 0);
+        chan_release(tick[i]);
+    }
 }
