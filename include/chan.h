@@ -237,6 +237,27 @@ CHAN_EXPORT chan_t *chan_tick(int64_t period_ns);
 CHAN_EXPORT int chan_timer_stop(chan_t *timer);
 
 /*
+ * chan_timer_reset - restart a timer channel made by chan_after or
+ * chan_tick with a new delay or period, as Go's Timer.Reset and
+ * Ticker.Reset do since Go 1.23.
+ *
+ * A chan_after timer then fires once, ns from now (at once, inside the
+ * call, if ns <= 0, as chan_after does); a chan_tick timer ticks every ns
+ * from now on.  A value of the old setting that was not received yet is
+ * discarded, so no receive that starts after the call returns gets a stale
+ * value, and each setting of a chan_after timer fires at most once.
+ * Returns 0 if the timer was still running (pending, or a ticker not
+ * stopped); -EPIPE if it had fired or been stopped (it runs again all the
+ * same); -EINVAL if timer is NULL or not a timer channel, or for a ticker
+ * if ns <= 0 (the ticker is then left as it was); -ENOMEM, with the timer
+ * left as it was, if the library's timer heap cannot grow.  Safe to call
+ * from any thread or task, also while others receive from the timer;
+ * stops and resets of one timer take effect one at a time.  Never blocks
+ * for long.
+ */
+CHAN_EXPORT int chan_timer_reset(chan_t *timer, int64_t ns);
+
+/*
  * chan_signal_notify - deliver each arrival of signal signo to ch.
  *
  * ch must have elem_size sizeof(int); the value sent is the signal number,

@@ -1,6 +1,6 @@
 /*
- * after.c - timer channels: chan_after, chan_tick and chan_timer_stop, on
- * top of the timer heap (timer.h).
+ * after.c - timer channels: chan_after, chan_tick, chan_timer_stop and
+ * chan_timer_reset, on top of the timer heap (timer.h).
  *
  * A timer channel is an ordinary capacity-1 channel of int64_t whose
  * finalize hook points at timer_finalize() and whose owner is a struct
@@ -10,15 +10,23 @@
  * heap entry is told, through missed, so that a ticker nobody receives
  * from is polled less and less often: timer.h).
  *
- * Locking.  fire() runs on the timer thread with the heap lock held and
- * takes the channel lock inside it (src/internal.h); it unparks the
- * receiver after dropping the channel lock.
+ * Resetting.  chan_timer_reset empties the channel and gives the entry its
+ * new setting in one step under the heap lock (chan__timer_reset), so no
+ * firing of the old setting can come between the two: once it returns, the
+ * channel holds nothing but values of the new setting.  A stop, a reset and
+ * a firing of one timer are serialized by the same lock, and each setting
+ * of a one-shot timer fires at most once: it leaves the heap when it fires.
+ *
+ * Locking.  fire() and the reset's flush run with the heap lock held and
+ * take the channel lock inside it (src/internal.h); they unpark a waiter
+ * after dropping the channel lock.
  *
  * Lifetimes.  The struct timer_chan lives exactly as long as the channel:
  * the last chan_release() calls timer_finalize(), which takes the entry off
  * the heap (waiting out a fire() in progress, see chan__timer_cancel) and
  * frees it.  fire() never touches the channel's reference count: the
- * channel cannot be freed while its entry is pending or firing.
+ * channel cannot be freed while its entry is pending or firing.  Stopping
+ * and resetting need the caller's reference, as every channel call does.
  */
 #include "internal.h"
 
@@ -34,6 +42,7 @@
 struct timer_chan {
     chan__timer_t t;  /* the heap entry; fields guarded by the heap lock */
     chan_t *ch;       /* the channel this timer sends to; immutable */
+    int ticker;       /* made by chan_tick; immutable */
 };
 
 /* A non-blocking send of now to ch; a full channel drops the value.
@@ -49,11 +58,25 @@ static int send_time(chan_t *ch, int64_t now)
     return r == 1;
 }
 
-/* Timer thread, heap lock held. */
+/* Timer thread (or a reset that is due at once), heap lock held. */
 static void timer_fire(chan__timer_t *t, int64_t now)
 {
     if (!send_time(chan__container_of(t, struct timer_chan, t)->ch, now))
         t->missed = 1;
+}
+
+/* chan_timer_reset, heap lock held: drop a value not received yet. */
+static void timer_flush(chan__timer_t *t)
+{
+    chan_t *ch = chan__container_of(t, struct timer_chan, t)->ch;
+    chan__parker_t *wake = NULL;
+    chan__lock(&ch->lock);
+    (void)chan__recv_now(ch, NULL, &wake);
+    chan__unlock_ch(ch);
+    /* Only a sender blocked on the timer channel itself (a program that
+     * sends to it) is woken here: its value moved into the room made. */
+    if (wake)
+        chan__unpark(wake);
 }
 
 /* The channel's last reference is gone: stop the timer and free it. */
@@ -76,6 +99,7 @@ static chan_t *timer_new(int64_t delay_ns, int64_t period_ns)
         return NULL;
     }
     tc->ch = ch;
+    tc->ticker = period_ns > 0;
     tc->t.period = period_ns;
     tc->t.fire = timer_fire;
     /* Set before the channel is shared, as chan_impl.h asks. */
@@ -117,4 +141,20 @@ int chan_timer_stop(chan_t *timer)
     /* Pending means: a one-shot timer that has not fired, or a ticker
      * that has not been stopped. */
     return chan__timer_cancel(&tc->t) ? 0 : -EPIPE;
+}
+
+int chan_timer_reset(chan_t *timer, int64_t ns)
+{
+    if (!timer || timer->finalize != timer_finalize)
+        return -EINVAL;
+    struct timer_chan *tc = timer->owner;
+    if (tc->ticker && ns <= 0)
+        return -EINVAL;
+    /* A one-shot timer due now or earlier fires inside the reset, as
+     * chan_after fires inside the call. */
+    int64_t when = ns > 0 ? chan__deadline(ns) : INT64_MIN;
+    int rc = chan__timer_reset(&tc->t, when, tc->ticker ? ns : 0, timer_flush);
+    if (rc < 0)
+        return rc;
+    return rc ? 0 : -EPIPE;
 }

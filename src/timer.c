@@ -48,7 +48,8 @@
  * fork().  The child of a fork has no timer thread (fork copies only the
  * calling thread).  The atfork handlers keep heap_mu consistent across the
  * fork; in the child the thread is started again by the next
- * chan__timer_start(), and timers still pending fire from then on.  (The child handler does not start a thread itself: only
+ * chan__timer_start() or chan__timer_reset(), and timers still pending fire
+ * from then on.  (The child handler does not start a thread itself: only
  * async-signal-safe work belongs between fork() and exec().)
  */
 #include "internal.h"
@@ -190,7 +191,8 @@ static void heap_insert(chan__timer_t *t)
         chan__check(pthread_cond_signal(&heap_cv));
 }
 
-/* Removes the entry at slot index i.  heap_mu held. */
+/* Removes the entry at slot index i.  heap_mu held.  Leaves room for at
+ * least one more entry. */
 static void heap_remove(size_t i)
 {
     chan__timer_t *t = heap[i];
@@ -206,7 +208,8 @@ static void heap_remove(size_t i)
     }
     heap[n] = NULL;
     /* Give memory back after a burst of timers, with hysteresis so that a
-     * heap hovering around a power of two does not reallocate each time. */
+     * heap hovering around a power of two does not reallocate each time.
+     * (n < cap / 4 keeps room for the caller to put an entry back.) */
     if (cap > HEAP_MIN_CAP && n < cap / 4) {
         chan__timer_t **smaller = realloc(heap, cap / 2 * sizeof *heap);
         if (smaller) {
@@ -394,4 +397,38 @@ int chan__timer_cancel(chan__timer_t *t)
     }
     heap_unlock();
     return was_pending;
+}
+
+int chan__timer_reset(chan__timer_t *t, int64_t when, int64_t period,
+                      void (*flush)(chan__timer_t *t))
+{
+    chan__assert(t->fire);
+    chan__check(pthread_once(&once, init_once));
+    heap_lock();
+    int64_t now = chan__now();
+    int fire_now = period <= 0 && when <= now;
+    int rc = 0;
+    /* Everything that can fail comes first, so that a failure changes
+     * nothing.  A pending t makes its own room when it leaves. */
+    if (!fire_now && ((rc = start_thread()) < 0 ||
+                      (t->slot == 0 && (rc = heap_grow()) < 0)))
+        goto out;
+    rc = t->slot != 0;
+    if (rc) {
+        chan__assert(t->slot <= n && heap[t->slot - 1] == t);
+        heap_remove(t->slot - 1);
+    }
+    if (flush)
+        flush(t);
+    t->when = when;
+    t->period = period;
+    t->missed = 0;
+    t->backoff = 0;
+    if (fire_now)
+        t->fire(t, now);
+    else
+        heap_insert(t);
+out:
+    heap_unlock();
+    return rc;
 }

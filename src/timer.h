@@ -11,8 +11,8 @@
  * Progress.  However short a period, the timer thread fires each timer at
  * most once per pass over the heap, and it lets any thread waiting for the
  * heap lock have it between two firings: so a ticker that cannot keep up
- * (chan_tick(1)) drops ticks, and starting and stopping timers never wait
- * for more than one fire().  A periodic timer whose event finds
+ * (chan_tick(1)) drops ticks, and starting, stopping and resetting timers
+ * never wait for more than one fire().  A periodic timer whose event finds
  * no room (fire() sets missed) is polled less and less often while that
  * lasts, so a ticker nobody receives from costs almost no CPU.
  *
@@ -63,5 +63,22 @@ CHAN_INTERNAL int chan__timer_start(chan__timer_t *t);
  * Must not be called from fire() itself.
  */
 CHAN_INTERNAL int chan__timer_cancel(chan__timer_t *t);
+
+/*
+ * chan__timer_reset - give t (t->fire set, pending or not) a new deadline
+ * when and period, as one step with respect to its firing.  With the heap
+ * lock held it takes t off the heap if it is pending, calls flush(t)
+ * unless flush is NULL (flush may do what fire() may, such as emptying a
+ * channel), and then, for a one-shot timer (period <= 0) whose deadline
+ * has passed, calls fire() at once, on the calling thread; otherwise it
+ * puts t back on the heap.  So no fire() of the old setting runs after
+ * flush() and the new setting fires exactly as a fresh start would.
+ * Returns 1 if t was pending, 0 if not, or -ENOMEM, with t left as it was,
+ * if the heap cannot grow or the timer thread cannot start.  Must not be
+ * called from fire().
+ */
+CHAN_INTERNAL int chan__timer_reset(chan__timer_t *t, int64_t when,
+                                    int64_t period,
+                                    void (*flush)(chan__timer_t *t));
 
 #endif /* CHAN_TIMER_H */

@@ -5,7 +5,7 @@
  * receive blocks, stop before and after firing, releasing stops, a slow
  * receiver makes a ticker drop ticks, and 100,000 pending timers; tickers
  * far faster than the timer thread (Go's TestTickerStress and
- * TestTimerStopStress).
+ * TestTimerStopStress); and chan_timer_reset.
  *
  * Timing checks have a lower bound (never early) that is exact and an
  * upper bound that is generous, since the suites also run under
@@ -632,5 +632,346 @@ Test(timer, idle_tiny_tickers_use_little_cpu)
         cr_assert_geq(v2, before);
         cr_assert_eq(chan_timer_stop(tick[i]), 0);
         chan_release(tick[i]);
+    }
+}
+
+/* ------------------------------------------------------------ reset */
+
+#define HOUR_NS (3600LL * 1000 * TEST_MS)
+
+Test(timer, reset_rejects_non_timers_and_bad_periods)
+{
+    cr_assert_eq(chan_timer_reset(NULL, TEST_MS), -EINVAL);
+    chan_t *plain = chan_make(sizeof(int64_t), 1);
+    cr_assert_not_null(plain);
+    cr_assert_eq(chan_timer_reset(plain, TEST_MS), -EINVAL);
+    int64_t v = 0;
+    cr_assert_eq(chan_tryrecv(plain, &v), -EAGAIN, "not made a timer");
+    chan_release(plain);
+
+    /* A ticker needs a period > 0, and a refused reset changes nothing. */
+    chan_t *tick = chan_tick(HOUR_NS);
+    cr_assert_not_null(tick);
+    cr_assert_eq(chan_timer_reset(tick, 0), -EINVAL);
+    cr_assert_eq(chan_timer_reset(tick, -1), -EINVAL);
+    cr_assert_eq(chan_timer_reset(tick, INT64_MIN), -EINVAL);
+    cr_assert_eq(chan_tryrecv(tick, &v), -EAGAIN);
+    cr_assert_eq(chan_timer_stop(tick), 0, "still running");
+    cr_assert_eq(chan_timer_reset(tick, 0), -EINVAL);
+    cr_assert_eq(chan_timer_stop(tick), -EPIPE, "still stopped");
+    chan_release(tick);
+}
+
+Test(timer, reset_of_a_pending_after_moves_its_deadline)
+{
+    /* Later, then sooner: 0 each time (it was pending), one value. */
+    chan_t *a = chan_after(HOUR_NS);
+    cr_assert_not_null(a);
+    cr_assert_eq(chan_timer_reset(a, 2 * HOUR_NS), 0);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_timer_reset(a, 20 * TEST_MS), 0);
+    int64_t v = 0;
+    cr_assert_eq(chan_timedrecv(a, &v, 20 * TEST_MS + LATE_NS), 0);
+    cr_assert_geq(v, t0 + 20 * TEST_MS);
+    cr_assert_lt(test_now_ns() - t0, 20 * TEST_MS + LATE_NS);
+    /* Fired once: nothing more comes, and stop says so. */
+    cr_assert_eq(chan_timedrecv(a, &v, 30 * TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(chan_timer_stop(a), -EPIPE);
+    chan_release(a);
+
+    /* Sooner, then later: the old deadline passes without a value. */
+    int64_t made = test_now_ns();
+    a = chan_after(10 * TEST_MS);
+    cr_assert_not_null(a);
+    t0 = test_now_ns();
+    int rc = chan_timer_reset(a, 60 * TEST_MS);
+    /* A slow machine may have let the first 10 ms pass already. */
+    if (test_now_ns() - made < 10 * TEST_MS)
+        cr_assert_eq(rc, 0);
+    else
+        cr_assert(rc == 0 || rc == -EPIPE, "reset returned %d", rc);
+    cr_assert_eq(chan_timedrecv(a, &v, 60 * TEST_MS + LATE_NS), 0);
+    cr_assert_geq(v, t0 + 60 * TEST_MS);
+    chan_release(a);
+}
+
+Test(timer, reset_after_firing_discards_the_value_not_received)
+{
+    chan_t *a = chan_after(1 * TEST_MS);
+    cr_assert_not_null(a);
+    wait_full(a);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_timer_reset(a, 50 * TEST_MS), -EPIPE, "it had fired");
+    int64_t v = 0;
+    cr_assert_eq(chan_tryrecv(a, &v), -EAGAIN, "the old value is gone");
+    cr_assert_eq(chan_timedrecv(a, &v, 50 * TEST_MS + LATE_NS), 0);
+    cr_assert_geq(v, t0 + 50 * TEST_MS, "a value of the new setting");
+    cr_assert_eq(chan_timedrecv(a, &v, 30 * TEST_MS), -ETIMEDOUT,
+                 "the new setting fires once");
+    /* A value already received: the reset just runs it again. */
+    t0 = test_now_ns();
+    cr_assert_eq(chan_timer_reset(a, 5 * TEST_MS), -EPIPE);
+    cr_assert_eq(chan_timedrecv(a, &v, 5 * TEST_MS + LATE_NS), 0);
+    cr_assert_geq(v, t0 + 5 * TEST_MS);
+    chan_release(a);
+}
+
+Test(timer, reset_of_a_stopped_after_runs_it_again)
+{
+    chan_t *a = chan_after(HOUR_NS);
+    cr_assert_not_null(a);
+    cr_assert_eq(chan_timer_stop(a), 0);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_timer_reset(a, 5 * TEST_MS), -EPIPE, "it was stopped");
+    int64_t v = 0;
+    cr_assert_eq(chan_timedrecv(a, &v, 5 * TEST_MS + LATE_NS), 0);
+    cr_assert_geq(v, t0 + 5 * TEST_MS);
+    /* Reset, then stop before it fires: nothing comes. */
+    cr_assert_eq(chan_timer_reset(a, 20 * TEST_MS), -EPIPE);
+    cr_assert_eq(chan_timer_stop(a), 0);
+    cr_assert_eq(chan_timedrecv(a, &v, 60 * TEST_MS), -ETIMEDOUT);
+    chan_release(a);
+}
+
+Test(timer, reset_of_an_after_to_now_fires_inside_the_call)
+{
+    const int64_t delays[] = { 0, -1, INT64_MIN };
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        /* Pending: returns 0, and the value is there on return. */
+        chan_t *a = chan_after(HOUR_NS);
+        cr_assert_not_null(a);
+        int64_t t0 = test_now_ns();
+        cr_assert_eq(chan_timer_reset(a, delays[i]), 0);
+        int64_t v = 0;
+        cr_assert_eq(chan_tryrecv(a, &v), 0);
+        cr_assert_geq(v, t0);
+        cr_assert_leq(v, test_now_ns());
+        /* Fired, value not received: that one is replaced by a new one. */
+        cr_assert_eq(chan_timer_reset(a, HOUR_NS), -EPIPE);
+        cr_assert_eq(chan_timer_reset(a, 0), 0);
+        int64_t t1 = test_now_ns();
+        cr_assert_eq(chan_timer_reset(a, delays[i]), -EPIPE);
+        cr_assert_eq(chan_tryrecv(a, &v), 0);
+        cr_assert_geq(v, t1, "not the value of the earlier reset");
+        cr_assert_eq(chan_tryrecv(a, &v), -EAGAIN);
+        cr_assert_eq(chan_timer_stop(a), -EPIPE);
+        chan_release(a);
+    }
+}
+
+Test(timer, reset_of_a_ticker_changes_its_period)
+{
+    /* From an hour to 5 ms. */
+    chan_t *tick = chan_tick(HOUR_NS);
+    cr_assert_not_null(tick);
+    const int64_t period = 5 * TEST_MS;
+    const int count = 6;
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_timer_reset(tick, period), 0, "it was running");
+    int64_t prev = t0;
+    for (int i = 0; i < count; i++) {
+        int64_t v = 0;
+        cr_assert_eq(chan_timedrecv(tick, &v, period + LATE_NS), 0);
+        cr_assert_gt(v, prev);
+        cr_assert_geq(v, t0 + (int64_t)(i + 1) * period);
+        prev = v;
+    }
+    cr_assert_lt(test_now_ns() - t0, count * period + LATE_NS);
+
+    /* From 5 ms to an hour, with a tick waiting: the tick is dropped and
+     * no other comes. */
+    wait_full(tick);
+    cr_assert_eq(chan_timer_reset(tick, HOUR_NS), 0);
+    int64_t v = 0;
+    cr_assert_eq(chan_tryrecv(tick, &v), -EAGAIN, "the stale tick is gone");
+    cr_assert_eq(chan_timedrecv(tick, &v, 40 * TEST_MS), -ETIMEDOUT);
+
+    /* Stopped, then reset: it ticks again, and says it had stopped. */
+    cr_assert_eq(chan_timer_stop(tick), 0);
+    t0 = test_now_ns();
+    cr_assert_eq(chan_timer_reset(tick, period), -EPIPE);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(chan_timedrecv(tick, &v, period + LATE_NS), 0);
+        cr_assert_geq(v, t0 + (int64_t)(i + 1) * period);
+    }
+    cr_assert_eq(chan_timer_stop(tick), 0);
+    chan_release(tick);
+}
+
+/*
+ * Reset racing receives.  The receiver notes when each receive started
+ * and what it got; the resetter notes when each reset started and
+ * returned.  A receive that started after reset i returned must get a value
+ * of setting i or later, and every setting's values are at least its delay
+ * after the start of its reset.  Values never repeat or go back.
+ */
+enum { RACE_MAX = 4096 };
+
+struct reset_race {
+    chan_t *timer;
+    int ticker;
+    atomic_int done;
+    long nrecv;
+    int64_t recv_start[RACE_MAX], recv_val[RACE_MAX];
+    int bad_rc;
+};
+
+static void *race_receiver(void *arg)
+{
+    struct reset_race *r = arg;
+    while (!atomic_load(&r->done) && r->nrecv < RACE_MAX) {
+        int64_t start = test_now_ns(), v = 0;
+        int rc = chan_timedrecv(r->timer, &v, 2 * TEST_MS);
+        if (rc == -ETIMEDOUT)
+            continue;
+        if (rc != 0) {
+            r->bad_rc = rc;
+            break;
+        }
+        r->recv_start[r->nrecv] = start;
+        r->recv_val[r->nrecv] = v;
+        r->nrecv++;
+    }
+    return NULL;
+}
+
+static void reset_race(int ticker)
+{
+    static struct reset_race r; /* large: not on the stack */
+    memset(&r, 0, sizeof r);
+    r.ticker = ticker;
+    r.timer = ticker ? chan_tick(TEST_MS) : chan_after(TEST_MS);
+    cr_assert_not_null(r.timer);
+    atomic_init(&r.done, 0);
+
+    const long rounds = test_scaled(600, 60);
+    int64_t *reset_start = calloc((size_t)rounds, sizeof *reset_start);
+    int64_t *reset_end = calloc((size_t)rounds, sizeof *reset_end);
+    int64_t *delay = calloc((size_t)rounds, sizeof *delay);
+    cr_assert(reset_start && reset_end && delay);
+    long epipe = 0;
+    pthread_t th = test_thread_start(race_receiver, &r);
+    for (long i = 0; i < rounds; i++) {
+        /* 1 to 3 ms: some settings fire, and are received or discarded;
+         * others are replaced before they fire. */
+        delay[i] = (1 + i % 3) * TEST_MS;
+        reset_start[i] = test_now_ns();
+        int rc = chan_timer_reset(r.timer, delay[i]);
+        reset_end[i] = test_now_ns();
+        cr_assert(rc == 0 || rc == -EPIPE, "reset %ld returned %d", i, rc);
+        /* A ticker runs until stopped: it never says -EPIPE here. */
+        if (ticker)
+            cr_assert_eq(rc, 0);
+        epipe += rc == -EPIPE;
+        /* Now and then wait about as long as the delay (the next reset
+         * races the firing) or longer (it fires first). */
+        if (i % 4 == 1)
+            test_sleep_ns(delay[i]);
+        else if (i % 4 == 3)
+            test_sleep_ns(delay[i] + TEST_MS / 2);
+    }
+    atomic_store(&r.done, 1);
+    test_thread_join(th);
+    cr_assert_eq(r.bad_rc, 0);
+    int stop_rc = chan_timer_stop(r.timer);
+    cr_assert_eq(stop_rc, ticker ? 0 : stop_rc);
+
+    /* earliest[i]: the earliest value any setting from reset i on can
+     * give (a later reset may have a shorter delay). */
+    int64_t *earliest = calloc((size_t)rounds, sizeof *earliest);
+    cr_assert_not_null(earliest);
+    for (long j = rounds - 1; j >= 0; j--) {
+        earliest[j] = reset_start[j] + delay[j];
+        if (j + 1 < rounds && earliest[j + 1] < earliest[j])
+            earliest[j] = earliest[j + 1];
+    }
+    long i = -1; /* the last reset that had returned */
+    for (long k = 0; k < r.nrecv; k++) {
+        if (k > 0)
+            cr_assert_gt(r.recv_val[k], r.recv_val[k - 1],
+                         "value %ld repeats or goes back", k);
+        while (i + 1 < rounds && reset_end[i + 1] < r.recv_start[k])
+            i++;
+        if (i >= 0)
+            cr_assert_geq(r.recv_val[k], earliest[i],
+                          "receive %ld got a value of a setting before reset"
+                          " %ld", k, i);
+    }
+    free(earliest);
+    if (!ticker)
+        /* Each setting fires at most once, and a fired one shows up as
+         * -EPIPE from the next reset or the final stop. */
+        cr_assert_leq(r.nrecv, epipe + (stop_rc == -EPIPE),
+                      "%ld values from %ld fired settings", r.nrecv,
+                      epipe + (stop_rc == -EPIPE));
+    cr_assert_gt(epipe + r.nrecv, 0, "nothing ever fired");
+    cr_log_info("%s: %ld resets, %ld -EPIPE, %ld received",
+                ticker ? "tick" : "after", rounds, epipe, r.nrecv);
+    free(reset_start);
+    free(reset_end);
+    free(delay);
+    chan_release(r.timer);
+}
+
+Test(timer, reset_of_an_after_races_receives)
+{
+    reset_race(0);
+}
+
+Test(timer, reset_of_a_ticker_races_receives)
+{
+    reset_race(1);
+}
+
+struct reset_stopper {
+    chan_t *timer;
+    int rounds;
+    int bad;
+};
+
+static void *reset_loop(void *arg)
+{
+    struct reset_stopper *s = arg;
+    for (int i = 0; i < s->rounds; i++) {
+        int rc = chan_timer_reset(s->timer, (i % 2) ? 100000 : HOUR_NS);
+        if (rc != 0 && rc != -EPIPE)
+            s->bad++;
+    }
+    chan_release(s->timer); /* the reference this thread was given */
+    return NULL;
+}
+
+static void *stop_loop(void *arg)
+{
+    struct reset_stopper *s = arg;
+    for (int i = 0; i < s->rounds; i++) {
+        int rc = chan_timer_stop(s->timer);
+        if (rc != 0 && rc != -EPIPE)
+            s->bad++;
+        (void)chan_tryrecv(s->timer, NULL);
+    }
+    chan_release(s->timer);
+    return NULL;
+}
+
+Test(timer, reset_races_stop_and_release)
+{
+    /* Resets and stops from two threads while the timer fires, each with
+     * its own reference; main drops its reference meanwhile, and the last
+     * thread out frees the timer.  AddressSanitizer and ThreadSanitizer
+     * watch the lifetimes; the return codes must stay in range. */
+    const int rounds = (int)test_scaled(2000, 100);
+    for (int k = 0; k < 6; k++) {
+        chan_t *t = k % 2 ? chan_tick(100000) : chan_after(100000);
+        cr_assert_not_null(t);
+        struct reset_stopper rs = { chan_retain(t), rounds, 0 };
+        struct reset_stopper st = { chan_retain(t), rounds, 0 };
+        pthread_t a = test_thread_start(reset_loop, &rs);
+        pthread_t b = test_thread_start(stop_loop, &st);
+        chan_release(t);
+        test_thread_join(a);
+        test_thread_join(b);
+        cr_assert_eq(rs.bad, 0);
+        cr_assert_eq(st.bad, 0);
     }
 }
