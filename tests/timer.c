@@ -975,3 +975,25 @@ Test(timer, reset_races_stop_and_release)
         cr_assert_eq(st.bad, 0);
     }
 }
+
+Test(timer, calls_leave_errno_alone)
+{
+    errno = 4242;
+    chan_t *a = chan_after(1 * TEST_MS); /* starts the timer thread */
+    chan_t *t = chan_tick(1 * TEST_MS);
+    chan_t *z = chan_after(0);
+    cr_assert(a && t && z);
+    cr_assert_eq(chan_recv(a, NULL), 0);
+    cr_assert_eq(chan_recv(t, NULL), 0);
+    cr_assert_eq(chan_timer_reset(a, 0), -EPIPE);
+    cr_assert_eq(chan_timer_reset(t, 2 * TEST_MS), 0);
+    cr_assert_eq(chan_timer_reset(z, HOUR_NS), -EPIPE);
+    cr_assert_eq(chan_timer_reset(NULL, 1), -EINVAL);
+    cr_assert_null(chan_tick(0));
+    cr_assert_eq(chan_timer_stop(z), 0);
+    cr_assert_eq(chan_timer_stop(t), 0);
+    chan_release(a);
+    chan_release(t);
+    chan_release(z);
+    cr_assert_eq(errno, 4242);
+}
