@@ -282,8 +282,13 @@ CHAN_EXPORT int chan_signal_notify(chan_t *ch, int signo);
  *
  * On return no further signal is sent to ch, and the registry's
  * references to it are dropped.  Once no channel watches a signal, its
- * previous disposition is restored.  Returns 0 (also if ch watched
- * nothing), -EINVAL if ch is NULL.
+ * previous disposition is restored.  No arrival is lost on the way, as
+ * with Go's signal.Stop: one that the library caught before the restore
+ * is sent to ch (and the other watchers) before stop returns, one that
+ * comes after takes the restored disposition (the default action, a
+ * handler, or nothing if ignored).  May wait briefly for the library's
+ * signal handler running on other threads.
+ * Returns 0 (also if ch watched nothing), -EINVAL if ch is NULL.
  */
 CHAN_EXPORT int chan_signal_stop(chan_t *ch);
 

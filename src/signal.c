@@ -18,19 +18,39 @@
  * with the right signal and a core dump.  The same signal sent by a process
  * (kill, sigqueue, tgkill: si_code <= 0) is delivered like any other.
  *
+ * Stopping.  The handler may catch an arrival just before
+ * chan_signal_stop() puts the old disposition back, and the relay may not
+ * have handled it yet; stop must neither drop it nor let it vanish without
+ * the old action.  So, for a signal whose last watcher goes (all under
+ * reg_mu), stop (2) restores the old disposition, (3) clears
+ * installed[s], (4) waits until no handler is between its check of
+ * installed[] and its write, and (5) reads the pipe itself, delivering what it holds to every watcher, the
+ * stopping channel included, before removing the channel.  A handler that
+ * runs after (3), for an arrival the kernel had already committed to it
+ * under the old disposition, sees installed[s] clear and passes the signal
+ * on to whatever disposition is now in place: the restored one.  Step (4)
+ * is the pair "handler: add to handling, then load installed[s]" against
+ * "stop: store installed[s], then load handling", both seq_cst: either
+ * stop sees the handler counted, and waits for its write, or the handler
+ * sees installed[s] clear.
+ *
  * Invariants (with reg_mu held):
  *   - watches[0 .. nwatch-1] holds each (channel, signal) pair at most
  *     once, and the registry owns one channel reference per pair.
  *   - nwatchers[s] is the number of pairs for signal s; it is > 0 exactly
  *     when our handler is installed for s, and then saved[s] is the
- *     disposition to restore once it drops to 0.
+ *     disposition to restore once it drops to 0.  installed[s] is set
+ *     while our handler is installed, except inside chan_signal_stop().
  *
  * Locking.  reg_mu guards everything above plus the pipe descriptors and
  * relay_started.  It is first in the lock order (src/internal.h): the relay
- * delivers with it held, taking one channel lock at a time below it, and
- * unparks a receiver after dropping that channel lock.  References are
- * dropped after reg_mu is released, since a last release runs a finalizer.
- * The handler takes no lock; it reads pipe_wr atomically.
+ * and stop deliver with it held, taking one channel lock at a time below
+ * it, and unpark a receiver after dropping that channel lock.  References
+ * are dropped after reg_mu is released, since a last release runs a
+ * finalizer.  The pipe is read only with reg_mu held, so an arrival is
+ * either still in the pipe or already delivered.  The handler takes no
+ * lock; it reads pipe_wr and installed[] and counts itself in handling,
+ * all atomically.
  *
  * Threads.  The relay thread starts with the first chan_signal_notify(),
  * detached and with every signal blocked, so the handler runs on the
@@ -40,17 +60,19 @@
  * read the child's signals) but no relay thread (fork copies only the
  * calling thread).  Its registrations stay; delivery resumes, including
  * arrivals buffered meanwhile, once the child calls chan_signal_notify()
- * again, which starts a relay thread.  Starting a thread from the atfork
+ * again, which starts a relay thread, and chan_signal_stop() in the child
+ * delivers what is buffered by itself.  Starting a thread from the atfork
  * handler itself is not safe between fork() and exec().
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,6 +93,11 @@ static struct sigaction saved[NSIG];   /* reg_mu */
 static int pipe_rd = -1;               /* relay's end; reg_mu */
 static _Atomic int pipe_wr = -1;       /* handler's end; written under reg_mu */
 static int relay_started;              /* reg_mu */
+/* Our handler is installed for s and its arrivals go to the pipe; written
+ * under reg_mu, read by the handler. */
+static atomic_int installed[NSIG];
+/* Handlers between their load of installed[] and the end of their write. */
+static atomic_int handling;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* Whether a fault-type signal with this si_code was sent by a process
@@ -98,9 +125,35 @@ static int is_fault_signal(int signo)
            signo == SIGILL;
 }
 
+/* Whether the default action of signo is to do nothing. */
+static int default_ignores(int signo)
+{
+    return signo == SIGCHLD || signo == SIGCONT || signo == SIGURG ||
+           signo == SIGWINCH;
+}
+
+/* An arrival caught by our handler after chan_signal_stop() put the old
+ * disposition now back: do what that disposition would have done.  A
+ * default action is taken by sending the signal again to the process (it
+ * is blocked in this handler, so another thread or this one once the
+ * handler returns takes it).  A handler's sa_mask and flags other than
+ * SA_SIGINFO are not applied. */
+static void pass_on(int signo, const struct sigaction *now, siginfo_t *info,
+                    void *uctx)
+{
+    if (now->sa_flags & SA_SIGINFO) {
+        if (now->sa_sigaction)
+            now->sa_sigaction(signo, info, uctx);
+    } else if (now->sa_handler == SIG_DFL) {
+        if (!default_ignores(signo))
+            (void)kill(getpid(), signo);
+    } else if (now->sa_handler != SIG_IGN) {
+        now->sa_handler(signo);
+    }
+}
+
 static void on_signal(int signo, siginfo_t *info, void *uctx)
 {
-    (void)uctx;
     int saved_errno = errno;
     if (is_fault_signal(signo) && info && !sent_by_process(info->si_code)) {
         /* A real fault: fall back to the default action and let the
@@ -111,14 +164,30 @@ static void on_signal(int signo, siginfo_t *info, void *uctx)
         sigemptyset(&dfl.sa_mask);
         sigaction(signo, &dfl, NULL);
     } else {
-        unsigned char b = (unsigned char)signo;
-        /* Relaxed: the descriptor is published before the handler is
-         * installed (sigaction is a full barrier for this thread) and the
-         * child's atfork handler swaps it with signals blocked. */
-        int fd = atomic_load_explicit(&pipe_wr, memory_order_relaxed);
-        if (fd >= 0 && write(fd, &b, 1) < 0) {
-            /* EAGAIN: the pipe is full and this arrival is dropped. */
+        struct sigaction now;
+        memset(&now, 0, sizeof now);
+        now.sa_handler = SIG_IGN;
+        /* seq_cst, against chan_signal_stop(): see the top of the file. */
+        atomic_fetch_add(&handling, 1);
+        int ours = atomic_load(&installed[signo]);
+        if (!ours && sigaction(signo, NULL, &now) == 0)
+            /* A chan_signal_notify() between its sigaction and its store
+             * to installed[]: the arrival is for its new watcher. */
+            ours = (now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_signal;
+        if (ours) {
+            unsigned char b = (unsigned char)signo;
+            /* Relaxed: the descriptor is published before the handler is
+             * installed (sigaction is a full barrier for this thread) and
+             * the child's atfork handler swaps it with signals blocked. */
+            int fd = atomic_load_explicit(&pipe_wr, memory_order_relaxed);
+            if (fd >= 0 && write(fd, &b, 1) < 0) {
+                /* EAGAIN: the pipe is full and this arrival is dropped. */
+            }
         }
+        atomic_fetch_sub(&handling, 1);
+        /* Outside the count: a handler passed on to may not return. */
+        if (!ours)
+            pass_on(signo, &now, info, uctx);
     }
     errno = saved_errno;
 }
@@ -140,31 +209,49 @@ static void deliver(int signo)
     }
 }
 
-static void *relay_thread(void *arg)
+/* Reads every byte in the pipe and delivers it; a 0 byte only wakes the
+ * relay.  reg_mu held.  May change errno. */
+static void drain(void)
 {
-    int fd = (int)(intptr_t)arg;
     unsigned char buf[128];
+    if (pipe_rd < 0)
+        return;
     for (;;) {
-        ssize_t got = read(fd, buf, sizeof buf);
+        ssize_t got = read(pipe_rd, buf, sizeof buf);
         if (got < 0 && errno == EINTR)
             continue;
-        chan__assert(got > 0); /* the write end is never closed */
-        chan__check(pthread_mutex_lock(&reg_mu));
+        if (got <= 0)
+            return; /* EAGAIN: empty (the write end is never closed) */
         for (ssize_t i = 0; i < got; i++)
-            deliver(buf[i]);
+            if (buf[i] != 0)
+                deliver(buf[i]);
+    }
+}
+
+static void *relay_thread(void *arg)
+{
+    (void)arg;
+    chan__check(pthread_mutex_lock(&reg_mu));
+    for (;;) {
+        struct pollfd pfd = { .fd = pipe_rd, .events = POLLIN };
         chan__check(pthread_mutex_unlock(&reg_mu));
+        int rc = poll(&pfd, 1, -1);
+        chan__assert(rc > 0 || errno == EINTR);
+        chan__check(pthread_mutex_lock(&reg_mu));
+        drain();
     }
     return NULL;
 }
 
-/* A close-on-exec pipe with a non-blocking write end; 0 or -1.  Only
- * async-signal-safe calls: the atfork child handler uses it. */
+/* A close-on-exec, non-blocking pipe; 0 or -1.  Only async-signal-safe
+ * calls: the atfork child handler uses it. */
 static int make_pipe(int fds[2])
 {
     if (pipe(fds) != 0)
         return -1;
     if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 ||
         fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0 ||
+        fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0 ||
         fcntl(fds[1], F_SETFL, O_NONBLOCK) != 0) {
         close(fds[0]);
         close(fds[1]);
@@ -186,8 +273,7 @@ static int relay_start(void)
     }
     if (relay_started)
         return 0;
-    int rc = chan__thread_start_quiet(relay_thread,
-                                      (void *)(intptr_t)pipe_rd);
+    int rc = chan__thread_start_quiet(relay_thread, NULL);
     if (rc < 0)
         return rc;
     relay_started = 1;
@@ -231,6 +317,9 @@ static void after_fork_child(void)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     relay_started = 0;
+    /* A handler that was running on another thread of the parent has no
+     * counterpart here. */
+    atomic_store(&handling, 0);
     chan__check(pthread_mutex_unlock(&reg_mu));
 }
 
@@ -263,6 +352,7 @@ int chan_signal_notify(chan_t *ch, int signo)
         return -EINVAL;
     if (signo < 1 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
         return -EINVAL;
+    int saved_errno = errno;
     chan__check(pthread_once(&once, init_once));
     chan__check(pthread_mutex_lock(&reg_mu));
     int rc = relay_start();
@@ -281,35 +371,61 @@ int chan_signal_notify(chan_t *ch, int signo)
         watches = bigger;
         capwatch = ncap;
     }
-    if (nwatchers[signo] == 0 && (rc = install(signo)) < 0)
-        goto out;
+    if (nwatchers[signo] == 0) {
+        if ((rc = install(signo)) < 0)
+            goto out;
+        atomic_store(&installed[signo], 1);
+    }
     nwatchers[signo]++;
     watches[nwatch].ch = chan_retain(ch);
     watches[nwatch].signo = signo;
     nwatch++;
 out:
     chan__check(pthread_mutex_unlock(&reg_mu));
+    errno = saved_errno;
     return rc;
+}
+
+/* Whether watches[i] is the last pair for its signal.  reg_mu held. */
+static int last_watcher(size_t i)
+{
+    return nwatchers[watches[i].signo] == 1;
 }
 
 int chan_signal_stop(chan_t *ch)
 {
     if (!ch)
         return -EINVAL;
+    int saved_errno = errno;
     size_t dropped = 0;
     chan__check(pthread_mutex_lock(&reg_mu));
+    int found = 0;
+    for (size_t i = 0; i < nwatch && !found; i++)
+        found = watches[i].ch == ch;
+    if (!found)
+        goto out; /* watching nothing */
+    /* (2) and (3): old dispositions back, then stop catching. */
+    for (size_t i = 0; i < nwatch; i++) {
+        if (watches[i].ch != ch || !last_watcher(i))
+            continue;
+        int signo = watches[i].signo;
+        chan__check(sigaction(signo, &saved[signo], NULL));
+        atomic_store(&installed[signo], 0);
+    }
+    /* (4) Handlers on other threads that saw installed[] set finish their
+     * write; they do nothing else in between, so this is short. */
+    while (atomic_load(&handling) != 0)
+        sched_yield();
+    /* (5) What was caught so far reaches every watcher, ch included. */
+    drain();
     size_t keep = 0;
     for (size_t i = 0; i < nwatch; i++) {
         if (watches[i].ch != ch) {
             watches[keep++] = watches[i];
             continue;
         }
-        int signo = watches[i].signo;
+        nwatchers[watches[i].signo]--;
         dropped++;
-        if (--nwatchers[signo] == 0)
-            /* The last watcher: put the old disposition back.  An arrival
-             * still in the pipe finds no watcher and is dropped. */
-            chan__check(sigaction(signo, &saved[signo], NULL));
     }
     nwatch = keep;
     if (nwatch == 0) {
@@ -317,9 +433,11 @@ int chan_signal_stop(chan_t *ch)
         watches = NULL;
         capwatch = 0;
     }
+out:
     chan__check(pthread_mutex_unlock(&reg_mu));
     /* The relay can no longer reach ch: drop the registry's references. */
     while (dropped--)
         chan_release(ch);
+    errno = saved_errno;
     return 0;
 }
