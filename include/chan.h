@@ -270,6 +270,13 @@ CHAN_EXPORT int chan_timer_reset(chan_t *timer, int64_t ns);
  * kill() they are delivered.  The registry holds its own reference to ch
  * until chan_signal_stop().  Never blocks for long.
  *
+ * A watched signal is also delivered when every thread of the application
+ * blocks it (a mask inherited from the parent, say): the library's relay
+ * thread takes it while it waits, as Go does; the masks of the
+ * application's threads are never changed.  A signal sent to one thread
+ * that blocks it (raise(), pthread_kill()) stays pending on that thread
+ * until it unblocks it.
+ *
  * Returns 0; -EINVAL if ch is NULL, its elem_size is not sizeof(int), signo
  * is outside 1..NSIG-1, is SIGKILL or SIGSTOP, or may not be caught (a
  * signal reserved by the C library); -ENOMEM if memory, a pipe or the
@@ -286,8 +293,10 @@ CHAN_EXPORT int chan_signal_notify(chan_t *ch, int signo);
  * with Go's signal.Stop: one that the library caught before the restore
  * is sent to ch (and the other watchers) before stop returns, one that
  * comes after takes the restored disposition (the default action, a
- * handler, or nothing if ignored).  May wait briefly for the library's
- * signal handler running on other threads.
+ * handler, or nothing if ignored), and a signal that the application
+ * blocks in every thread is blocked again before the restore, so it stays
+ * pending as before it was watched.  May wait briefly for the library's
+ * relay thread and for its signal handler running on other threads.
  * Returns 0 (also if ch watched nothing), -EINVAL if ch is NULL.
  */
 CHAN_EXPORT int chan_signal_stop(chan_t *ch);

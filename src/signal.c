@@ -22,9 +22,10 @@
  * chan_signal_stop() puts the old disposition back, and the relay may not
  * have handled it yet; stop must neither drop it nor let it vanish without
  * the old action.  So, for a signal whose last watcher goes (all under
- * reg_mu), stop (2) restores the old disposition, (3) clears
- * installed[s], (4) waits until no handler is between its check of
- * installed[] and its write, and (5) reads the pipe itself, delivering what it holds to every watcher, the
+ * reg_mu), stop (1) has the relay block the signal again (below), (2)
+ * restores the old disposition, (3) clears installed[s], (4) waits until
+ * no handler is between its check of installed[] and its write, and (5)
+ * reads the pipe itself, delivering what it holds to every watcher, the
  * stopping channel included, before removing the channel.  A handler that
  * runs after (3), for an arrival the kernel had already committed to it
  * under the old disposition, sees installed[s] clear and passes the signal
@@ -34,6 +35,19 @@
  * stop sees the handler counted, and waits for its write, or the handler
  * sees installed[s] clear.
  *
+ * Blocked signals.  A mask inherited from the parent (or set by the
+ * application) may block a watched signal in every application thread.
+ * The relay waits in ppoll() with every watched signal unblocked, so a
+ * process-directed arrival always finds a thread to take it, as in Go.
+ * Outside ppoll() the relay blocks everything, so the handler never
+ * interrupts it while it holds a lock.  When the last watcher of a signal
+ * goes, stop waits until the relay has taken up a mask that blocks it
+ * again (mask_seen catches up with mask_gen) before restoring the old
+ * disposition, so that a signal the application blocks stays pending
+ * afterwards, as before it was watched, instead of taking its old action
+ * on the relay thread.  The masks of the application's threads are never
+ * changed.
+ *
  * Invariants (with reg_mu held):
  *   - watches[0 .. nwatch-1] holds each (channel, signal) pair at most
  *     once, and the registry owns one channel reference per pair.
@@ -41,6 +55,9 @@
  *     when our handler is installed for s, and then saved[s] is the
  *     disposition to restore once it drops to 0.  installed[s] is set
  *     while our handler is installed, except inside chan_signal_stop().
+ *   - unblocked[s] implies nwatchers[s] > 0; the relay waits with exactly
+ *     the signals s with unblocked[s] unblocked, once mask_seen equals
+ *     mask_gen (mask_gen counts the changes to unblocked[]).
  *
  * Locking.  reg_mu guards everything above plus the pipe descriptors and
  * relay_started.  It is first in the lock order (src/internal.h): the relay
@@ -53,8 +70,9 @@
  * all atomically.
  *
  * Threads.  The relay thread starts with the first chan_signal_notify(),
- * detached and with every signal blocked, so the handler runs on the
- * application's threads and the relay never keeps the process alive.
+ * detached and with every signal blocked except while it waits (see
+ * above), so the handler runs on the application's threads or on the
+ * waiting relay, and the relay never keeps the process alive.
  *
  * fork().  The child gets a fresh pipe (otherwise the parent's relay would
  * read the child's signals) but no relay thread (fork copies only the
@@ -93,6 +111,10 @@ static struct sigaction saved[NSIG];   /* reg_mu */
 static int pipe_rd = -1;               /* relay's end; reg_mu */
 static _Atomic int pipe_wr = -1;       /* handler's end; written under reg_mu */
 static int relay_started;              /* reg_mu */
+static int unblocked[NSIG];            /* the relay waits with s unblocked; reg_mu */
+static unsigned mask_gen;              /* changes to unblocked[]; reg_mu */
+static unsigned mask_seen;             /* mask_gen the relay waits with; reg_mu */
+static pthread_cond_t mask_cv = PTHREAD_COND_INITIALIZER; /* mask_seen moved */
 /* Our handler is installed for s and its arrivals go to the pipe; written
  * under reg_mu, read by the handler. */
 static atomic_int installed[NSIG];
@@ -228,14 +250,36 @@ static void drain(void)
     }
 }
 
+/* Wakes the relay so that it takes up the current unblocked[].  reg_mu
+ * held.  May change errno. */
+static void relay_poke(void)
+{
+    unsigned char zero = 0;
+    int fd = atomic_load_explicit(&pipe_wr, memory_order_relaxed);
+    if (fd >= 0 && write(fd, &zero, 1) < 0) {
+        /* EAGAIN: the pipe is full, so the relay wakes up anyway. */
+    }
+}
+
 static void *relay_thread(void *arg)
 {
     (void)arg;
     chan__check(pthread_mutex_lock(&reg_mu));
     for (;;) {
+        sigset_t waiting;
+        sigfillset(&waiting);
+        for (int s = 1; s < NSIG; s++)
+            if (unblocked[s])
+                sigdelset(&waiting, s);
+        if (mask_seen != mask_gen) {
+            mask_seen = mask_gen;
+            chan__check(pthread_cond_broadcast(&mask_cv));
+        }
         struct pollfd pfd = { .fd = pipe_rd, .events = POLLIN };
         chan__check(pthread_mutex_unlock(&reg_mu));
-        int rc = poll(&pfd, 1, -1);
+        /* A handler that runs here, on this thread, makes ppoll() fail
+         * with EINTR; what it wrote is read on the next round. */
+        int rc = ppoll(&pfd, 1, NULL, &waiting);
         chan__assert(rc > 0 || errno == EINTR);
         chan__check(pthread_mutex_lock(&reg_mu));
         drain();
@@ -317,9 +361,11 @@ static void after_fork_child(void)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     relay_started = 0;
-    /* A handler that was running on another thread of the parent has no
-     * counterpart here. */
+    /* A handler that was running, or a chan_signal_stop() that was waiting
+     * for the relay, on another thread of the parent has no counterpart
+     * here. */
     atomic_store(&handling, 0);
+    mask_cv = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
     chan__check(pthread_mutex_unlock(&reg_mu));
 }
 
@@ -380,6 +426,13 @@ int chan_signal_notify(chan_t *ch, int signo)
     watches[nwatch].ch = chan_retain(ch);
     watches[nwatch].signo = signo;
     nwatch++;
+    if (!unblocked[signo]) {
+        /* No need to wait for the relay: an arrival that finds the signal
+         * blocked everywhere stays pending until the relay unblocks it. */
+        unblocked[signo] = 1;
+        mask_gen++;
+        relay_poke();
+    }
 out:
     chan__check(pthread_mutex_unlock(&reg_mu));
     errno = saved_errno;
@@ -399,11 +452,26 @@ int chan_signal_stop(chan_t *ch)
     int saved_errno = errno;
     size_t dropped = 0;
     chan__check(pthread_mutex_lock(&reg_mu));
-    int found = 0;
-    for (size_t i = 0; i < nwatch && !found; i++)
-        found = watches[i].ch == ch;
-    if (!found)
-        goto out; /* watching nothing */
+    /* (1) The relay blocks the signals that ch is the last to watch.  The
+     * wait lets go of reg_mu, so look again after it. */
+    for (;;) {
+        int found = 0;
+        for (size_t i = 0; i < nwatch; i++) {
+            if (watches[i].ch != ch)
+                continue;
+            found = 1;
+            if (last_watcher(i) && unblocked[watches[i].signo]) {
+                unblocked[watches[i].signo] = 0;
+                mask_gen++;
+            }
+        }
+        if (!found)
+            goto out; /* watching nothing, or a concurrent stop did it all */
+        if (!relay_started || mask_seen == mask_gen)
+            break;
+        relay_poke();
+        chan__check(pthread_cond_wait(&mask_cv, &reg_mu));
+    }
     /* (2) and (3): old dispositions back, then stop catching. */
     for (size_t i = 0; i < nwatch; i++) {
         if (watches[i].ch != ch || !last_watcher(i))

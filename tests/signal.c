@@ -650,3 +650,43 @@ Test(signal, atomic_stop_delivers_or_takes_the_old_disposition)
                 "%ld ran the old handler", rounds, received, killed,
                 passed_on);
 }
+
+/*
+ * A watched signal arrives though every application thread blocks it (a
+ * mask inherited from the parent, say): the library's relay thread takes
+ * it.  After stop the mask is as it was and the signal is blocked again
+ * everywhere, so a new arrival stays pending instead of taking its
+ * default action (which would kill this process).
+ */
+Test(signal, blocked_signal_is_delivered_while_watched)
+{
+    own_signal(SIGUSR1);
+    own_signal(SIGUSR2);
+    cr_assert_neq(signal(SIGUSR2, SIG_IGN), SIG_ERR);
+    sigset_t both, mask;
+    sigemptyset(&both);
+    sigaddset(&both, SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, &both, NULL), 0);
+    chan_t *ch = sigchan(2);
+    cr_assert_eq(chan_signal_notify(ch, SIGUSR1), 0);
+    cr_assert_eq(chan_signal_notify(ch, SIGUSR2), 0);
+    cr_assert_eq(kill(getpid(), SIGUSR1), 0);
+    cr_assert_eq(recv_signal(ch), SIGUSR1);
+    cr_assert_eq(kill(getpid(), SIGUSR2), 0);
+    cr_assert_eq(recv_signal(ch), SIGUSR2);
+    cr_assert_eq(chan_signal_stop(ch), 0);
+    cr_assert(is_dfl(SIGUSR1));
+    cr_assert(is_ign(SIGUSR2));
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
+    cr_assert(sigismember(&mask, SIGUSR1) && sigismember(&mask, SIGUSR2),
+              "the mask of this thread is left alone");
+    cr_assert_eq(kill(getpid(), SIGUSR1), 0);
+    sigset_t pending;
+    cr_assert_eq(sigpending(&pending), 0);
+    cr_assert(sigismember(&pending, SIGUSR1), "SIGUSR1 stays pending");
+    struct timespec zero = { 0, 0 };
+    cr_assert_eq(sigtimedwait(&both, NULL, &zero), SIGUSR1);
+    expect_quiet(ch);
+    chan_release(ch);
+}
