@@ -157,6 +157,13 @@ int main(int argc, char **argv)
             return 2;
         }
         if (pid == 0) {
+            /* The timeout is a SIGALRM: make sure that it can kill, whatever
+             * disposition and mask the runner inherited. */
+            sigset_t alrm;
+            sigemptyset(&alrm);
+            sigaddset(&alrm, SIGALRM);
+            signal(SIGALRM, SIG_DFL);
+            sigprocmask(SIG_UNBLOCK, &alrm, NULL);
             if (timeout > 0)
                 alarm((unsigned)timeout + 1);
             t->fn();
