@@ -1151,3 +1151,45 @@ Test(sched, create_run_free_many_times)
     cr_assert_eq(chan_go(s, nothing, NULL), 0);
     chan_sched_free(s);
 }
+
+static void recv_one(void *arg)
+{
+    int v = 0;
+    (void)chan_recv(arg, &v);
+}
+
+static void *send_one(void *arg)
+{
+    int v = 7;
+    (void)chan_send(arg, &v);
+    return NULL;
+}
+
+Test(sched, free_right_after_threads_woke_the_last_tasks)
+{
+    /* Plain threads' sends make the tasks runnable; the tasks may return,
+     * and chan_sched_free may go on to free the scheduler, while a sender
+     * is still inside its wakeup.  A wakeup that touched the scheduler
+     * after publishing its task was caught here by ASan as a use after
+     * free, and in other builds by an assertion on the destroyed idle
+     * lock. */
+    enum { WAKERS = 16 };
+    long rounds = test_scaled(300, 30);
+    for (long r = 0; r < rounds; r++) {
+        chan_sched_t *s = sched_make(2);
+        chan_t *ch[WAKERS];
+        pthread_t t[WAKERS];
+        for (int i = 0; i < WAKERS; i++) {
+            ch[i] = chan_make(sizeof(int), 0);
+            cr_assert_not_null(ch[i]);
+            cr_assert_eq(chan_go(s, recv_one, ch[i]), 0);
+        }
+        for (int i = 0; i < WAKERS; i++)
+            t[i] = test_thread_start(send_one, ch[i]);
+        chan_sched_free(s);
+        for (int i = 0; i < WAKERS; i++) {
+            test_thread_join(t[i]);
+            chan_release(ch[i]);
+        }
+    }
+}

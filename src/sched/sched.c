@@ -194,8 +194,14 @@ static void global_append(chan_sched_t *s, chan__task_t *first,
 
 void chan__sched_push_global(chan_sched_t *s, chan__task_t *t)
 {
+    /* Relaxed: the gmu release in global_append orders the count before
+     * the task, and so before anything that task's return lets the freeing
+     * thread see. */
+    atomic_fetch_add_explicit(&s->pushers, 1, memory_order_relaxed);
     global_append(s, t, t, 1);
     notify(s);
+    /* Release: everything above happens before sched_destroy frees s. */
+    atomic_fetch_sub_explicit(&s->pushers, 1, memory_order_release);
 }
 
 /*
@@ -561,6 +567,9 @@ static void *worker_main(void *arg)
 
 static void sched_destroy(chan_sched_t *s)
 {
+    /* A thread that woke the last task may still be in notify(). */
+    while (atomic_load_explicit(&s->pushers, memory_order_acquire) != 0)
+        sched_yield();
     for (unsigned i = 0; i < s->nworkers; i++) {
         chan__worker_t *w = &s->workers[i];
         chan__stack_drain(&w->stacks, &s->cold, s->stack_size);

@@ -197,6 +197,11 @@ struct chan_sched {
     pthread_mutex_t gmu;
     chan__task_t *ghead, *gtail;
     _Atomic size_t glen;
+    /* Threads inside chan__sched_push_global.  Such a thread is not a
+     * worker of this scheduler, and once it has published a task that
+     * task may run and return, so it may still be waking a worker after
+     * the last task returned: freeing waits for it to leave. */
+    _Atomic unsigned pushers;
 
     /* Idle workers.  A sleeper waits for a token; a waker adds one (at
      * most one per idle worker) and signals. */
