@@ -443,6 +443,36 @@ CHAN_EXPORT void chan_wg_free(chan_wg_t *wg);
  */
 CHAN_EXPORT int chan_blocking(void (*fn)(void *arg), void *arg);
 
+/* ------------------------------------------------------------------------ */
+/* Event-loop integration                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * chan_pollfd - a file descriptor that is readable while ch is ready, for
+ * a foreign event loop (epoll, poll, libuv, GLib, libevent).
+ *
+ * events is POLLIN (from <poll.h>): the descriptor is readable while a
+ * receive would not block (a value is buffered, a sender waits, or ch is
+ * closed); or POLLOUT: readable while a send would not block (there is
+ * room, a receiver waits, or ch is closed).  Either way, watch it for
+ * readability (POLLIN, EPOLLIN, UV_READABLE, G_IO_IN).  It is
+ * level-triggered: when the loop reports it readable, call chan_tryrecv
+ * (or chan_trysend) until it returns -EAGAIN (or -EPIPE); the first try
+ * may already return -EAGAIN, when another consumer was faster.
+ *
+ * The descriptor belongs to ch: never read, write or close it.  It stays
+ * valid until ch's last reference is released, which closes it, and
+ * asking again for the same events returns the same descriptor.  From its
+ * first pollfd on, every operation on ch takes ch's lock, and one that
+ * makes ch ready or not ready for a direction with a descriptor costs a
+ * system call; channels that never had a pollfd pay nothing for it.
+ *
+ * Returns the descriptor (close-on-exec); -EINVAL if ch is NULL or events
+ * is not exactly one of POLLIN and POLLOUT; -ENOMEM or -EMFILE if it
+ * cannot be made.
+ */
+CHAN_EXPORT int chan_pollfd(chan_t *ch, int events);
+
 #ifdef __cplusplus
 }
 #endif

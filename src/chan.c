@@ -68,6 +68,7 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
                         capacity, elem_size);
     if (capacity == 1) /* for good: see chan_impl.h */
         chan__ring_freeze(&ch->ring, CHAN_FROZEN_BOTH);
+    ch->unlock_op = capacity > 1 ? CHAN_UNLOCK_THAW : CHAN_UNLOCK_PLAIN;
     atomic_init(&ch->closed, 0);
     atomic_init(&ch->refs, 1);
     return ch;
@@ -94,6 +95,8 @@ void chan_release(chan_t *ch)
         return;
     if (ch->finalize)
         ch->finalize(ch);
+    if (CHAN_UNLIKELY(ch->pollfd))
+        chan__pollfd_close(ch);
     free(ch->mem);
 }
 

@@ -27,10 +27,22 @@
  * ns per message with freezing, 72-75 frozen, the same as the all-locked
  * channel this ring replaced.)
  *
+ * A buffered channel with a pollfd (pollfd.c) stays frozen for good too,
+ * so that every change of its readiness happens under the lock, where
+ * chan__unlock_ch sets the descriptors' levels.  What chan__unlock_ch has
+ * to do is one word on the lock's cache line (ch->unlock_op), which it
+ * tested before pollfds existed too, so channels without one pay nothing
+ * for them there.
+ *
  * Invariants (with ch->lock held):
  *   - A buffered channel with a waiter in sendq is frozen at both ends; one
- *     with a waiter in recvq only, at the tail; one of capacity 1 always
- *     at both ends.
+ *     with a waiter in recvq only, at the tail; one of capacity 1 or with a
+ *     pollfd always at both ends.
+ *   - A channel's pollfd levels, as of the last chan__unlock_ch, say
+ *     whether it was ready then (pollfd.c): they are set before the lock
+ *     is released, after whatever changed readiness.  A waiter that goes
+ *     stale without this lock (its select fired on another channel, it
+ *     timed out) may leave a level up until its owner unlinks it here.
  *   - A frozen ring holding a value has no live waiter in recvq; a frozen
  *     ring with room has none in sendq (a buffered channel never lets a
  *     sender wait while there is room, nor a receiver while there is a
@@ -45,9 +57,11 @@
  *     may remain in either queue until their owner unlinks them.
  *
  * Locking.  ch->lock guards closed, the ring's frozen state, both queues
- * and the links of every waiter in them, and the fields of a claimed sel
- * until its owner is unparked.  Hold it for bookkeeping and one memcpy
- * only: never across a park or an unpark.  Several channel locks are taken
+ * and the links of every waiter in them, the fields of a claimed sel
+ * until its owner is unparked, and the pollfd state.  Hold it for
+ * bookkeeping and one memcpy only (plus, on a channel with a pollfd, the
+ * eventfd read or write that moves a level): never across a park or an
+ * unpark.  Several channel locks are taken
  * only by chan_select, in ascending address order (src/internal.h).
  */
 #ifndef CHAN_IMPL_H
@@ -75,6 +89,9 @@ struct chan {
     chan__waitq_t sendq;      /* blocked senders, FIFO */
     size_t elem_size;         /* immutable */
     size_t cap;               /* immutable; 0 for an unbuffered channel */
+    /* CHAN_UNLOCK_*: what chan__unlock_ch does besides unlocking.  Set
+     * by chan_make, changed only by chan_pollfd, under lock. */
+    int unlock_op;
 
     /* Buffered channels: the values (ring.h), with head and tail on lines
      * of their own.  Unused when cap is 0. */
@@ -93,22 +110,53 @@ struct chan {
     void (*finalize)(chan_t *ch);
     void *owner;              /* the finalizer's data (a timer, ...) */
     void *mem;                /* what malloc returned, for free */
+
+    /* The pollfds (pollfd.c), guarded by lock.  pollfd has bits
+     * CHAN_POLLFD_IN and CHAN_POLLFD_OUT for the descriptors made, never
+     * cleared; pfd[i] and plevel[i] mean something only for bit 1 << i. */
+    unsigned pollfd;
+    int pfd[2];               /* eventfd for POLLIN [0], POLLOUT [1] */
+    unsigned char plevel[2];  /* 1 while pfd[i] is readable */
 };
+
+/* Bits of chan.pollfd; index i of pfd[] and plevel[] is bit 1 << i. */
+enum { CHAN_POLLFD_IN = 1, CHAN_POLLFD_OUT = 2 };
+
+/* Values of chan.unlock_op: nothing (unbuffered, capacity 1); thaw the
+ * ring as far as its waiters allow (capacity > 1); set pollfd levels (a
+ * channel with a pollfd, which never thaws). */
+enum { CHAN_UNLOCK_PLAIN = 0, CHAN_UNLOCK_THAW = 1, CHAN_UNLOCK_POLLFD = 2 };
+
+/*
+ * chan__pollfd_update - set the levels of ch's pollfds to what ch is ready
+ * for now.  ch->lock held; called by chan__unlock_ch on channels with a
+ * pollfd.  At most one system call per descriptor whose level changes.
+ */
+CHAN_INTERNAL void chan__pollfd_update(chan_t *ch);
+
+/* chan__pollfd_close - close ch's pollfds; its last release. */
+CHAN_INTERNAL void chan__pollfd_close(chan_t *ch);
 
 /*
  * chan__unlock_ch - release ch->lock, first thawing a buffered channel's
- * ring as far as its waiters allow (ring.h, "Freezing levels").  Every
- * path that takes ch->lock releases it this way.
+ * ring as far as its waiters allow (ring.h, "Freezing levels"), or, on a
+ * channel with a pollfd, setting the pollfds' levels.  Every path that
+ * takes ch->lock releases it this way.
  */
 static inline void chan__unlock_ch(chan_t *ch)
 {
-    /* cap first: it shares the lock's cache line, the ring does not */
-    if (ch->cap > 1 && ch->ring.frozen) {
-        int need = ch->sendq.head   ? CHAN_FROZEN_BOTH
-                   : ch->recvq.head ? CHAN_FROZEN_TAIL
-                                    : CHAN_FROZEN_NONE;
-        if (need < ch->ring.frozen)
-            chan__ring_freeze(&ch->ring, need);
+    /* unlock_op first: it shares the lock's cache line, the ring does
+     * not. */
+    if (ch->unlock_op != CHAN_UNLOCK_PLAIN) {
+        if (CHAN_UNLIKELY(ch->unlock_op == CHAN_UNLOCK_POLLFD)) {
+            chan__pollfd_update(ch);
+        } else if (ch->ring.frozen) {
+            int need = ch->sendq.head   ? CHAN_FROZEN_BOTH
+                       : ch->recvq.head ? CHAN_FROZEN_TAIL
+                                        : CHAN_FROZEN_NONE;
+            if (need < ch->ring.frozen)
+                chan__ring_freeze(&ch->ring, need);
+        }
     }
     chan__unlock(&ch->lock);
 }
