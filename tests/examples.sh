@@ -14,6 +14,10 @@
 #   check NAME "ARGS" status N         the exit status must be N (bad input)
 #   check NAME "ARGS" call FUNC        FUNC "$out" must succeed (see below)
 #
+# An example that needs an optional library goes through "optional VAR"
+# (optional have_libuv check NAME ...): it is skipped when configure set
+# $VAR to "no", or when $VAR is unset (a run by hand) and it was not built.
+#
 # Every mode but status also requires exit status 0.  Each run is limited
 # to $EXAMPLE_TIMEOUT seconds (default 60, generous for sanitizer builds).
 # $EXAMPLE_RUNNER, if set, is put before each program (an emulator such as
@@ -129,6 +133,21 @@ $want"
     fi
 }
 
+skipped=0
+
+# optional VAR check ARGS...: the check, unless the example was skipped.
+optional() {
+    var="$1"
+    shift
+    eval "have=\${$var-}"
+    if [ "$have" = no ] || { [ -z "$have" ] && [ ! -x "$builddir/examples/$2" ]; }; then
+        echo "SKIP: $2${3:+ $3}: not built (configure found no library for it)"
+        skipped=$((skipped + 1))
+        return
+    fi
+    "$@"
+}
+
 tmp_err=$(mktemp "${TMPDIR:-/tmp}/examples.XXXXXX") || exit 1
 trap 'rm -f "$tmp_err"' EXIT
 
@@ -232,7 +251,27 @@ check fanout_tasks  "1"         exact "tasks=1 sum=1 ok"
 check fanout_tasks  "20000"     exact "tasks=20000 sum=2666866670000 ok"
 check fanout_tasks  "5000 1"    exact "tasks=5000 sum=41679167500 ok"
 check fanout_tasks  "x"         status 2
+# ---- event loops through chan_pollfd (libuv, GLib)
+
+# NAME P N: the loop's one line, with count P*N and the sum of 1..P*N.
+loop_ok() {
+    out="$1" name="$2" p="$3" n="$4"
+    t=$((p * n))
+    want="$name: producers=$p items=$n count=$t sum=$((t * (t + 1) / 2)) ok"
+    [ "$out" = "$want" ] || { echo "want: $want"; return 1; }
+}
+
+optional have_libuv check uv_consumer   "4 1000"     call loop_ok uv_consumer 4 1000
+optional have_libuv check uv_consumer   "3 500 0"    call loop_ok uv_consumer 3 500
+optional have_libuv check uv_consumer   "8 300 1"    call loop_ok uv_consumer 8 300
+optional have_libuv check uv_consumer   "2 0"        call loop_ok uv_consumer 2 0
+optional have_libuv check uv_consumer   "0"          status 2
+optional have_glib  check glib_consumer "4 1000"     call loop_ok glib_consumer 4 1000
+optional have_glib  check glib_consumer "3 500 64"   call loop_ok glib_consumer 3 500
+optional have_glib  check glib_consumer "8 300 1"    call loop_ok glib_consumer 8 300
+optional have_glib  check glib_consumer "1 0"        call loop_ok glib_consumer 1 0
+optional have_glib  check glib_consumer "x"          status 2
 # @examples-more@ (append new checks above this line)
 
-echo "examples: $passed passed, $failed failed"
+echo "examples: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
