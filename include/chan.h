@@ -26,6 +26,7 @@
 #ifndef CHAN_H
 #define CHAN_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -161,6 +162,60 @@ CHAN_EXPORT size_t chan_len(chan_t *ch);
 
 /* chan_cap - the capacity given to chan_make (0 for NULL). */
 CHAN_EXPORT size_t chan_cap(chan_t *ch);
+
+/*
+ * chan_elem_size - the elem_size given to chan_make (0 for NULL), so that
+ * typed wrappers can check sizeof at run time (see CHAN_SEND below).
+ */
+CHAN_EXPORT size_t chan_elem_size(chan_t *ch);
+
+/*
+ * Typed send and receive: CHAN_SEND(ch, v), CHAN_TRYSEND(ch, v),
+ * CHAN_RECV(ch, &v) and CHAN_TRYRECV(ch, &v) are chan_send, chan_trysend,
+ * chan_recv and chan_tryrecv that first check that sizeof the value is the
+ * channel's elem_size, and return -EINVAL, sending or receiving nothing, if
+ * it is not (or if ch is NULL).  For example, on a channel made with
+ * chan_make(sizeof(int64_t), n), CHAN_SEND(ch, x) with an int x is refused
+ * instead of sending 4 bytes of x and 4 of whatever follows it.
+ *
+ * v is evaluated once.  In standard C it must be an lvalue (a variable, an
+ * array element, a member: its address is taken); with GCC or Clang it
+ * may be any expression but an array, whose value is copied first, so
+ * CHAN_SEND(ch, 42) sends an int (define CHAN_TYPED_LVALUES before
+ * including this header to get the standard-C form there too).  The
+ * receive forms take a pointer to the variable that receives the value;
+ * its pointed-to type sets the size.
+ */
+static inline int chan__send_sized(chan_t *ch, const void *elem, size_t size,
+                                   int try_)
+{
+    if (!ch || chan_elem_size(ch) != size)
+        return -EINVAL;
+    return try_ ? chan_trysend(ch, elem) : chan_send(ch, elem);
+}
+
+static inline int chan__recv_sized(chan_t *ch, void *elem, size_t size,
+                                   int try_)
+{
+    if (!ch || chan_elem_size(ch) != size)
+        return -EINVAL;
+    return try_ ? chan_tryrecv(ch, elem) : chan_recv(ch, elem);
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CHAN_TYPED_LVALUES)
+#define CHAN__SEND_TYPED(ch, v, try_)                                         \
+    __extension__({                                                           \
+        __typeof__(v) chan__value_ = (v);                                     \
+        chan__send_sized((ch), &chan__value_, sizeof chan__value_, (try_));   \
+    })
+#else
+#define CHAN__SEND_TYPED(ch, v, try_)                                         \
+    chan__send_sized((ch), &(v), sizeof(v), (try_))
+#endif
+#define CHAN_SEND(ch, v) CHAN__SEND_TYPED(ch, v, 0)
+#define CHAN_TRYSEND(ch, v) CHAN__SEND_TYPED(ch, v, 1)
+#define CHAN_RECV(ch, p) chan__recv_sized((ch), (p), sizeof *(p), 0)
+#define CHAN_TRYRECV(ch, p) chan__recv_sized((ch), (p), sizeof *(p), 1)
 
 /* ------------------------------------------------------------------------ */
 /* Select                                                                   */

@@ -367,3 +367,8 @@ size_t chan_cap(chan_t *ch)
 {
     return ch ? ch->cap : 0;
 }
+
+size_t chan_elem_size(chan_t *ch)
+{
+    return ch ? ch->elem_size : 0;
+}
