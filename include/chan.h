@@ -82,6 +82,14 @@ CHAN_EXPORT chan_t *chan_retain(chan_t *ch);
  * thread or task is still blocked on the channel is a programming error.
  * Releasing the last reference to a timer channel also stops the timer.
  * Never blocks.
+ *
+ * Misuse is reported on standard error, naming the function and the
+ * mistake ("libchan: chan_send: channel used after its last chan_release"),
+ * and aborts: a last release while a thread or task is blocked on the
+ * channel, and, as long as the freed memory has not been reused, a release
+ * after the last one and any retain, send, receive, close, select or
+ * chan_pollfd on the freed channel.  (Under AddressSanitizer its own report
+ * on the freed memory comes instead.)
  */
 CHAN_EXPORT void chan_release(chan_t *ch);
 

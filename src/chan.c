@@ -69,6 +69,7 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     if (capacity == 1) /* for good: see chan_impl.h */
         chan__ring_freeze(&ch->ring, CHAN_FROZEN_BOTH);
     ch->unlock_op = capacity > 1 ? CHAN_UNLOCK_THAW : CHAN_UNLOCK_PLAIN;
+    ch->magic = CHAN_MAGIC_LIVE;
     atomic_init(&ch->closed, 0);
     atomic_init(&ch->refs, 1);
     return ch;
@@ -76,10 +77,12 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
 
 chan_t *chan_retain(chan_t *ch)
 {
-    if (ch)
-        /* Relaxed: whoever hands ch on already owns a reference, so the
-         * object cannot go away concurrently (as with shared_ptr). */
-        atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+    /* Relaxed: whoever hands ch on already owns a reference, so the
+     * object cannot go away concurrently (as with shared_ptr).  A count
+     * of 0 means it went away before (chan_impl.h, "Use after release"). */
+    if (ch && CHAN_UNLIKELY(atomic_fetch_add_explicit(
+                                &ch->refs, 1, memory_order_relaxed) == 0))
+        chan__misuse("chan_retain", "channel used after its last chan_release");
     return ch;
 }
 
@@ -90,14 +93,48 @@ void chan_release(chan_t *ch)
     /* acq_rel: the last releaser must see every other holder's writes
      * before it frees the channel. */
     size_t old = atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel);
-    chan__assert(old > 0);
-    if (old != 1)
+    if (old != 1) {
+        if (CHAN_UNLIKELY(old == 0))
+            chan__misuse("chan_release",
+                         "channel released again after its last chan_release");
         return;
+    }
+    /* Nobody else may use ch now, so nobody may wait on it: a waiter left
+     * here would sleep forever, and its stack would hold links into freed
+     * memory.  Read without the lock: every correct user of ch is done,
+     * and its release ordered its last unlock before this.  (Under
+     * ThreadSanitizer with the lock, so that the mistake is reported as
+     * such rather than as a race with the waiter's queueing.) */
+#if CHAN_UNDER_TSAN
+    chan__lock(&ch->lock);
+    int waiters = ch->recvq.head || ch->sendq.head;
+    chan__unlock(&ch->lock);
+#else
+    int waiters = ch->recvq.head || ch->sendq.head;
+#endif
+    if (CHAN_UNLIKELY(waiters))
+        chan__misuse("chan_release", "last reference released while a thread "
+                                     "or task is blocked on the channel");
     if (ch->finalize)
         ch->finalize(ch);
     if (CHAN_UNLIKELY(ch->pollfd))
         chan__pollfd_close(ch);
+    if (CHAN_CHECK_MAGIC) {
+        /* Poison (chan_impl.h, "Use after release"): refs is 0 already. */
+        ch->magic = CHAN_MAGIC_DEAD;
+        ch->cap = SIZE_MAX;
+        atomic_store_explicit(&ch->ring.tail, CHAN_RING_WAIT,
+                              memory_order_relaxed);
+        atomic_store_explicit(&ch->ring.head, CHAN_RING_WAIT,
+                              memory_order_relaxed);
+    }
     free(ch->mem);
+}
+
+void chan__misuse(const char *fn, const char *what)
+{
+    fprintf(stderr, "libchan: %s: %s\n", fn, what);
+    abort();
 }
 
 static inline void copy(void *dst, const void *src, size_t n)
@@ -203,6 +240,17 @@ static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
     return 1;
 }
 
+/* The public function behind a chan_op call, for a misuse report.  (A
+ * timed call with timeout CHAN_FOREVER is named as the untimed one.) */
+static const char *op_name(int is_send, int64_t timeout_ns)
+{
+    if (timeout_ns == 0)
+        return is_send ? "chan_trysend" : "chan_tryrecv";
+    if (timeout_ns == CHAN_FOREVER)
+        return is_send ? "chan_send" : "chan_recv";
+    return is_send ? "chan_timedsend" : "chan_timedrecv";
+}
+
 /*
  * One send or receive with a deadline; timeout_ns as in the contract.
  * Returns 0, -EPIPE, -EAGAIN (timeout_ns == 0) or -ETIMEDOUT.
@@ -224,6 +272,11 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
          * answer for a try; with waiters (BUSY), ask under the lock. */
         if (r == 0 && timeout_ns == 0)
             return -EAGAIN;
+        /* About to take the lock: not on a freed channel, which every
+         * channel looks like here, its ring BUSY (chan_impl.h, "Use after
+         * release"). */
+        if (CHAN_CHECK_MAGIC && CHAN_UNLIKELY(ch->magic != CHAN_MAGIC_LIVE))
+            chan__check_live(ch, op_name(is_send, timeout_ns));
     }
 
     /*
@@ -336,6 +389,7 @@ int chan_close(chan_t *ch)
     if (!ch)
         return -EINVAL;
     chan__waiter_t *list = NULL;
+    chan__check_live(ch, "chan_close");
     chan__lock(&ch->lock);
     if (atomic_load_explicit(&ch->closed, memory_order_relaxed)) {
         chan__unlock_ch(ch);

@@ -88,10 +88,15 @@ struct chan {
     chan__waitq_t recvq;      /* blocked receivers, FIFO */
     chan__waitq_t sendq;      /* blocked senders, FIFO */
     size_t elem_size;         /* immutable */
-    size_t cap;               /* immutable; 0 for an unbuffered channel */
+    size_t cap;               /* 0 for an unbuffered channel; immutable
+                               * until freed ("Use after release") */
     /* CHAN_UNLOCK_*: what chan__unlock_ch does besides unlocking.  Set
      * by chan_make, changed only by chan_pollfd, under lock. */
     int unlock_op;
+    /* CHAN_MAGIC_LIVE from chan_make to the last release, which leaves
+     * CHAN_MAGIC_DEAD (see chan__check_live).  Past the first 32 bytes of
+     * the block, where the allocator keeps its free-list links. */
+    unsigned magic;
 
     /* Buffered channels: the values (ring.h), with head and tail on lines
      * of their own.  Unused when cap is 0. */
@@ -118,6 +123,66 @@ struct chan {
     int pfd[2];               /* eventfd for POLLIN [0], POLLOUT [1] */
     unsigned char plevel[2];  /* 1 while pfd[i] is readable */
 };
+
+_Static_assert(offsetof(struct chan, ring) == CHAN_CACHELINE,
+               "what the lock holder reads fits on the lock's line");
+_Static_assert(offsetof(struct chan, magic) >= 4 * sizeof(void *),
+               "the magic word stays clear of the allocator's links");
+
+/*
+ * Use after release.  A freed channel is left with magic CHAN_MAGIC_DEAD,
+ * cap SIZE_MAX and a ring frozen at both ends (and not closed, even for
+ * an unbuffered channel, whose ring is all zeros): so a send or receive
+ * on it, whatever it was, takes the buffered path of chan_op, where the
+ * ring says BUSY, and finds the mistake with chan__check_live before it
+ * touches the lock (whose word the allocator may have overwritten).  A
+ * live channel pays for that check only there, on its way from a ring
+ * that could not complete to the lock; unbuffered and capacity-1 channels
+ * not at all.  Close, select and chan_pollfd check before they lock;
+ * chan_retain and chan_release see a count of 0.  All this holds only
+ * while the allocator has not handed the memory out again.  Under
+ * AddressSanitizer, whose report on the freed memory is better, nothing
+ * is poisoned or checked.
+ */
+#define CHAN_MAGIC_LIVE 0x6c697665u /* "live" */
+#define CHAN_MAGIC_DEAD 0x64656164u /* "dead" */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHAN_CHECK_MAGIC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHAN_CHECK_MAGIC 0
+#endif
+#endif
+#ifndef CHAN_CHECK_MAGIC
+#define CHAN_CHECK_MAGIC 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CHAN_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHAN_UNDER_TSAN 1
+#endif
+#endif
+#ifndef CHAN_UNDER_TSAN
+#define CHAN_UNDER_TSAN 0
+#endif
+
+/*
+ * chan__misuse - report a mistake of the program using the library, which
+ * cannot go on safely, and abort: "libchan: FN: WHAT" on standard error.
+ */
+CHAN_INTERNAL _Noreturn void chan__misuse(const char *fn, const char *what)
+    __attribute__((cold));
+
+/* chan__check_live - abort through chan__misuse if ch was freed.  Called
+ * by the public operations before they take ch->lock. */
+static inline void chan__check_live(chan_t *ch, const char *fn)
+{
+    if (CHAN_CHECK_MAGIC && CHAN_UNLIKELY(ch->magic != CHAN_MAGIC_LIVE))
+        chan__misuse(fn, ch->magic == CHAN_MAGIC_DEAD
+                             ? "channel used after its last chan_release"
+                             : "not a channel, or one whose memory was reused");
+}
 
 /* Bits of chan.pollfd; index i of pfd[] and plevel[] is bit 1 << i. */
 enum { CHAN_POLLFD_IN = 1, CHAN_POLLFD_OUT = 2 };

@@ -114,6 +114,7 @@ int chan_pollfd(chan_t *ch, int events)
     int i = events == POLLIN ? 0 : 1;
     unsigned bit = 1u << i;
 
+    chan__check_live(ch, "chan_pollfd");
     chan__lock(&ch->lock);
     int have = (ch->pollfd & bit) ? ch->pfd[i] : -1;
     chan__unlock_ch(ch);

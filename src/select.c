@@ -189,6 +189,7 @@ static long check_cases(const chan_case_t *cases, size_t ncases)
             return -EINVAL;
         if (!c->ch)
             continue;
+        chan__check_live(c->ch, "chan_select");
         if (c->op == CHAN_SEND && !c->elem && c->ch->elem_size > 0)
             return -EINVAL;
         enabled++;
