@@ -29,10 +29,39 @@
 #define _GNU_SOURCE 1
 #endif
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "chan.h"
+
+/*
+ * Sanitizers.  CHAN_TSAN and CHAN_ASAN turn on the annotations that tell
+ * ThreadSanitizer and AddressSanitizer about task stack switches (sched/):
+ * without them either one crashes at the first switch.  They are asked of
+ * the compiler, not of configure, so they are right however the sanitizer
+ * was turned on: configure's --enable-tsan or --enable-asan, or the user's
+ * own CFLAGS (-fsanitize=thread, -fsanitize=address).  GCC says so with
+ * __SANITIZE_THREAD__ and __SANITIZE_ADDRESS__, clang with __has_feature.
+ * Every file that tests them includes this header first.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define CHAN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHAN_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CHAN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHAN_ASAN 1
+#endif
+#endif
 
 /*
  * Thread-local variables of the library use the initial-exec model, so that
