@@ -46,16 +46,14 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
             return NULL;
         bytes = stride * capacity;
     }
-    /* A failing malloc sets errno to ENOMEM; this API leaves the caller's
-     * errno alone, so put it back.  Aligned by hand rather than with
-     * aligned_alloc: glibc's leaves a small fragment in front of the block
-     * that makes every later free of a large channel sweep its fastbins. */
-    int saved_errno = errno;
+    /* Aligned by hand rather than with aligned_alloc: glibc's leaves a
+     * small fragment in front of the block that makes every later free of
+     * a large channel sweep its fastbins. */
+    int saved_errno = chan__errno_save();
     void *mem = malloc(CHAN_HDR_SIZE + bytes + CHAN_CACHELINE - 1);
-    if (!mem) {
-        errno = saved_errno;
+    chan__errno_restore(saved_errno);
+    if (!mem)
         return NULL;
-    }
     chan_t *ch = (chan_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
                             ~(uintptr_t)(CHAN_CACHELINE - 1));
     memset(ch, 0, sizeof *ch);

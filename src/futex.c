@@ -19,7 +19,7 @@
 #ifdef __linux__
 int chan__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline)
 {
-    int saved = errno; /* syscall() reports through errno; we never do */
+    int saved = chan__errno_save(); /* syscall() reports through errno */
     long r;
     if (deadline == CHAN_NO_DEADLINE) {
         r = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val,
@@ -32,16 +32,16 @@ int chan__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline)
                     val, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
     }
     int timed_out = r < 0 && errno == ETIMEDOUT;
-    errno = saved;
+    chan__errno_restore(saved);
     return timed_out ? -ETIMEDOUT : 0;
 }
 
 void chan__futex_wake(_Atomic uint32_t *addr, int n)
 {
-    int saved = errno;
+    int saved = chan__errno_save();
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL,
             0);
-    errno = saved;
+    chan__errno_restore(saved);
 }
 #else
 int chan__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline)

@@ -1,7 +1,8 @@
 /*
  * internal.h - what every source file of libchan includes first: feature
- * macros, the assertion that stays on in every build, the export marker and
- * the one table of lock order.
+ * macros, which sanitizer the code is compiled for, the assertion that stays
+ * on in every build, the errno save and restore, the export marker and the
+ * one table of lock order.
  *
  * Lock order.  A thread may hold several of these at once only in the order
  * given, top to bottom, and releases them in reverse:
@@ -33,6 +34,7 @@
 #include "config.h"
 #endif
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -92,6 +94,46 @@
 
 /* pthread calls that can only fail by misuse: abort if they do. */
 #define chan__check(call) chan__assert((call) == 0)
+
+/*
+ * errno.  No function of the API reads or writes errno (chan.h), but the C
+ * library sets it when a call fails and may even change it when one
+ * succeeds.  So every stretch of library code that calls into it (malloc,
+ * calloc, realloc, mmap, pipe, fcntl, sigaction, pthread_create, syscall,
+ * sysconf, nanosleep, ...) is bracketed, on every path out of the stretch:
+ *
+ *     int saved_errno = chan__errno_save();
+ *     void *p = malloc(n);
+ *     chan__errno_restore(saved_errno);
+ *
+ * The compiler barriers are what make this work everywhere.  Clang knows
+ * malloc, calloc and realloc as functions that touch only memory of their
+ * own, so without them it concludes that errno cannot have changed and
+ * drops the restore as a store of the value already there (GCC knows that
+ * they may set errno, which is why the plain pair worked with it).  With a
+ * memory clobber on each side the load stays before the call and the store
+ * after it.  The calls bracketed are slow anyway; the barriers cost nothing
+ * measurable next to them.
+ *
+ * A bracket never spans a park, a yield or a task switch: a task may resume
+ * on another thread, whose errno is another variable, and the compiler may
+ * keep the address of the first thread's errno (__errno_location() is
+ * declared const).  Code between the two calls may read errno, as a check
+ * of why a call failed.  free() is not bracketed: it leaves errno alone
+ * (glibc since 2.33, musl; POSIX.1-2024 requires it).
+ */
+static inline int chan__errno_save(void)
+{
+    int e = errno;
+    __asm__ __volatile__("" ::: "memory");
+    return e;
+}
+
+static inline void chan__errno_restore(int e)
+{
+    __asm__ __volatile__("" ::: "memory");
+    errno = e;
+}
 
 /* Size of a cache line, for keeping hot fields of different writers apart. */
 #define CHAN_CACHELINE 64

@@ -83,10 +83,10 @@ static void parker_init(struct thread_parker *p)
     p->spin = SPIN_MAX_NS;
     p->ready = 1;
     if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0) {
-        int saved = errno; /* sysconf may set it; the library never does */
+        int saved = chan__errno_save();
         __atomic_store_n(&spin_useful, sysconf(_SC_NPROCESSORS_ONLN) > 1,
                          __ATOMIC_RELAXED);
-        errno = saved;
+        chan__errno_restore(saved);
     }
 }
 

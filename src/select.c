@@ -389,12 +389,11 @@ int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
     struct scratch s = { poll_buf, lock_buf, waiter_buf };
     void *heap = NULL;
     if (n > SELECT_STACK_CASES) {
-        int saved_errno = errno; /* malloc sets it; this API does not */
+        int saved_errno = chan__errno_save();
         heap = malloc(n * (2 * sizeof(int) + sizeof(chan__waiter_t)));
-        if (!heap) {
-            errno = saved_errno;
+        chan__errno_restore(saved_errno);
+        if (!heap)
             return -ENOMEM;
-        }
         s.waiters = heap;
         s.poll = (int *)(s.waiters + n);
         s.lock = s.poll + n;

@@ -491,7 +491,9 @@ static chan__task_t *idle(chan__worker_t *w)
             if (!others_busy(w))
                 break;
             struct timespec nap = { 0, SPIN_NAP_NS };
+            int saved_errno = chan__errno_save(); /* EINTR */
             nanosleep(&nap, NULL);
+            chan__errno_restore(saved_errno);
             i = SPIN_ROUNDS; /* (no overflow however long it naps) */
         }
 
@@ -679,11 +681,11 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
 
 chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts)
 {
-    /* calloc and pthread_create may set errno on failure; this API leaves
-     * the caller's errno alone. */
-    int saved_errno = errno;
+    /* sysconf, calloc and pthread_create may set errno; this API leaves
+     * the caller's alone.  Nothing here parks. */
+    int saved_errno = chan__errno_save();
     chan_sched_t *s = sched_new(opts);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
     return s;
 }
 
@@ -721,11 +723,11 @@ void chan_sched_free(chan_sched_t *s)
      * programming error; doing nothing beats a deadlock. */
     if (chan_sched_wait(s) != 0)
         return;
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     /* The joins below do hold a task's worker when called from a task of
      * another scheduler, but only until s's idle workers see stop: they
      * have nothing left to run. */
     sched_stop(s);
     sched_destroy(s);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }

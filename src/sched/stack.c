@@ -99,7 +99,9 @@ size_t chan__page_size(void)
 {
     size_t p = __atomic_load_n(&page_size_cached, __ATOMIC_RELAXED);
     if (!p) {
+        int saved_errno = chan__errno_save();
         long v = sysconf(_SC_PAGESIZE);
+        chan__errno_restore(saved_errno);
         p = v > 0 ? (size_t)v : 4096;
         __atomic_store_n(&page_size_cached, p, __ATOMIC_RELAXED);
     }
@@ -155,13 +157,13 @@ static int guard_faults(const char *p)
     if (RUNNING_ON_VALGRIND)
         return 1; /* it would report the read of an unwritten page */
 #endif
-    int saved_errno = errno, fds[2], faults = 1;
+    int saved_errno = chan__errno_save(), fds[2], faults = 1;
     if (pipe2(fds, O_CLOEXEC) == 0) {
         faults = write(fds[1], p, 1) < 0 && errno == EFAULT;
         close(fds[0]);
         close(fds[1]);
     }
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
     return faults;
 }
 
@@ -247,7 +249,7 @@ static void populate_tops(char *base, size_t one, size_t page, unsigned n)
 #endif
     if (__atomic_load_n(&populate_state, __ATOMIC_RELAXED) < 0)
         return;
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     struct iovec iov[CHAN_STACK_BATCH_MAX];
     for (unsigned k = 0; k < n; k++) {
         iov[k].iov_base = base + (k + 1) * one - page;
@@ -258,7 +260,7 @@ static void populate_tops(char *base, size_t one, size_t page, unsigned n)
         errno != ENOMEM && errno != EINTR && errno != EAGAIN)
         /* An older kernel, or a tool that does not know the call. */
         __atomic_store_n(&populate_state, -1, __ATOMIC_RELAXED);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 #else
     (void)base, (void)one, (void)page, (void)n;
 #endif
@@ -291,7 +293,7 @@ int chan__stack_new(size_t size, void **out, unsigned n)
 {
     size_t page = chan__page_size(), gsz = chan__stack_guard();
     size_t one = size + gsz;
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     char *base = mmap(NULL, one * n, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (base == MAP_FAILED && n > 1) {
@@ -301,7 +303,7 @@ int chan__stack_new(size_t size, void **out, unsigned n)
     }
     if (base == MAP_FAILED) {
         int err = errno;
-        errno = saved_errno;
+        chan__errno_restore(saved_errno);
         return err > 0 ? -err : -ENOMEM;
     }
     unsigned made = guard(base, one, gsz, n);
@@ -313,7 +315,7 @@ int chan__stack_new(size_t size, void **out, unsigned n)
         /* Out of mappings: what has no guard goes back, or at least its
          * memory does. */
         (void)madvise(base + made * one, (n - made) * one, MADV_DONTNEED);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
     if (made == 0)
         return err > 0 ? -err : -ENOMEM;
     return (int)made;
@@ -344,13 +346,13 @@ void chan__stack_free(void *lo, size_t size)
 {
     stack_fini(lo, size, node_of(lo, size)->vg, node_of(lo, size)->fiber);
     size_t gsz = chan__stack_guard();
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     if (munmap((char *)lo - gsz, size + gsz) != 0)
         /* Unmapping a stack from the middle of a batch splits the
          * mapping, which fails once the process has too many: then give
          * the memory back and keep the address range (and guard). */
         (void)madvise(lo, size, MADV_DONTNEED);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }
 
 void *chan__stack_get(chan__stack_cache_t *c, size_t size)
@@ -399,7 +401,7 @@ static int vector_state;
  */
 static void discard(struct chan__stack_cold *v, size_t n, size_t size)
 {
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
 #ifdef CHAN_VALGRIND
     if (RUNNING_ON_VALGRIND)
         __atomic_store_n(&vector_state, -1, __ATOMIC_RELAXED);
@@ -415,7 +417,7 @@ static void discard(struct chan__stack_cold *v, size_t n, size_t size)
                             MADV_DONTNEED, 0u);
         if (done == (long)(n * size)) {
             __atomic_store_n(&vector_state, 1, __ATOMIC_RELAXED);
-            errno = saved_errno;
+            chan__errno_restore(saved_errno);
             return;
         }
         if (done < 0 && __atomic_load_n(&vector_state, __ATOMIC_RELAXED) == 0)
@@ -425,7 +427,7 @@ static void discard(struct chan__stack_cold *v, size_t n, size_t size)
     (void)vector_state;
     for (size_t i = 0; i < n; i++)
         (void)madvise(v[i].lo, size, MADV_DONTNEED);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }
 
 /* Appends lo to p (still warm); 0 if p cannot grow. */
@@ -433,9 +435,9 @@ static int pool_add(chan__stack_pool_t *p, void *lo, size_t size)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 4 * CHAN_STACK_DISCARD;
-        int saved_errno = errno;
+        int saved_errno = chan__errno_save();
         struct chan__stack_cold *v = realloc(p->v, cap * sizeof *v);
-        errno = saved_errno;
+        chan__errno_restore(saved_errno);
         if (!v)
             return 0;
         p->v = v;
@@ -510,10 +512,10 @@ void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size)
         }
         char *start = (char *)p->v[i].lo - gsz;
         size_t len = (j - i + 1) * (size + gsz);
-        int saved_errno = errno;
+        int saved_errno = chan__errno_save();
         if (munmap(start, len) != 0)
             (void)madvise(start + gsz, len - gsz, MADV_DONTNEED);
-        errno = saved_errno;
+        chan__errno_restore(saved_errno);
         i = j + 1;
     }
     free(p->v);

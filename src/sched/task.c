@@ -225,7 +225,7 @@ static void stack_warn(chan_sched_t *s, int err)
 {
     if (atomic_exchange_explicit(&s->stack_warned, 1, memory_order_relaxed))
         return;
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     const char *name = err == -ENOMEM ? "ENOMEM"
                        : err == -EAGAIN ? "EAGAIN"
                        : err == -EPERM  ? "EPERM"
@@ -244,7 +244,7 @@ static void stack_warn(chan_sched_t *s, int err)
         ssize_t rc = write(STDERR_FILENO, msg, n);
         (void)rc; /* nothing to do if standard error is gone */
     }
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }
 
 /* t found no stack: it waits for one (sched.h). */
@@ -426,12 +426,11 @@ static chan__task_t *task_alloc(chan__worker_t *w)
     } else {
         /* Aligned by hand: glibc's aligned_alloc leaves fragments that
          * slow later frees down. */
-        int saved_errno = errno; /* malloc sets it on failure; we do not */
+        int saved_errno = chan__errno_save();
         mem = malloc(sizeof(chan__task_t) + CHAN_CACHELINE - 1);
-        if (!mem) {
-            errno = saved_errno;
+        chan__errno_restore(saved_errno);
+        if (!mem)
             return NULL;
-        }
         t = (chan__task_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
                              ~(uintptr_t)(CHAN_CACHELINE - 1));
     }
