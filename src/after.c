@@ -90,12 +90,11 @@ static void timer_finalize(chan_t *ch)
 /* A timer channel whose first deadline is delay_ns from now. */
 static chan_t *timer_new(int64_t delay_ns, int64_t period_ns)
 {
-    int saved = errno; /* calloc sets it when it fails; we never do */
+    int saved = chan__errno_save();
     struct timer_chan *tc = calloc(1, sizeof *tc);
-    if (!tc) {
-        errno = saved;
+    chan__errno_restore(saved);
+    if (!tc)
         return NULL;
-    }
     chan_t *ch = chan_make(sizeof(int64_t), 1);
     if (!ch) {
         free(tc);

@@ -176,7 +176,7 @@ static void pass_on(int signo, const struct sigaction *now, siginfo_t *info,
 
 static void on_signal(int signo, siginfo_t *info, void *uctx)
 {
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     if (is_fault_signal(signo) && info && !sent_by_process(info->si_code)) {
         /* A real fault: fall back to the default action and let the
          * instruction fault again (see the top of the file). */
@@ -211,7 +211,7 @@ static void on_signal(int signo, siginfo_t *info, void *uctx)
         if (!ours)
             pass_on(signo, &now, info, uctx);
     }
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }
 
 /* Sends signo, without blocking, to every channel watching it.  reg_mu
@@ -338,6 +338,7 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
+    int saved_errno = chan__errno_save(); /* fork() itself leaves it */
     if (pipe_rd >= 0) {
         sigset_t all, old;
         int fds[2];
@@ -367,6 +368,7 @@ static void after_fork_child(void)
     atomic_store(&handling, 0);
     mask_cv = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
     chan__check(pthread_mutex_unlock(&reg_mu));
+    chan__errno_restore(saved_errno);
 }
 
 static void init_once(void)
@@ -398,7 +400,8 @@ int chan_signal_notify(chan_t *ch, int signo)
         return -EINVAL;
     if (signo < 1 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
         return -EINVAL;
-    int saved_errno = errno;
+    /* pipe, fcntl, realloc and sigaction set errno; nothing here parks. */
+    int saved_errno = chan__errno_save();
     chan__check(pthread_once(&once, init_once));
     chan__check(pthread_mutex_lock(&reg_mu));
     int rc = relay_start();
@@ -435,7 +438,7 @@ int chan_signal_notify(chan_t *ch, int signo)
     }
 out:
     chan__check(pthread_mutex_unlock(&reg_mu));
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
     return rc;
 }
 
@@ -449,7 +452,7 @@ int chan_signal_stop(chan_t *ch)
 {
     if (!ch)
         return -EINVAL;
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     size_t dropped = 0;
     chan__check(pthread_mutex_lock(&reg_mu));
     /* (1) The relay blocks the signals that ch is the last to watch.  The
@@ -506,6 +509,6 @@ out:
     /* The relay can no longer reach ch: drop the registry's references. */
     while (dropped--)
         chan_release(ch);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
     return 0;
 }

@@ -169,11 +169,11 @@ static int heap_grow(void)
     if (n < cap)
         return 0;
     size_t ncap = cap ? 2 * cap : HEAP_MIN_CAP;
-    int saved = errno; /* realloc may set it; the library never does */
+    int saved = chan__errno_save();
     chan__timer_t **bigger =
         ncap > SIZE_MAX / sizeof *heap ? NULL
                                        : realloc(heap, ncap * sizeof *heap);
-    errno = saved;
+    chan__errno_restore(saved);
     if (!bigger)
         return -ENOMEM;
     heap = bigger;
@@ -213,9 +213,9 @@ static void heap_remove(size_t i)
      * heap hovering around a power of two does not reallocate each time.
      * (n < cap / 4 keeps room for the caller to put an entry back.) */
     if (cap > HEAP_MIN_CAP && n < cap / 4) {
-        int saved = errno;
+        int saved = chan__errno_save();
         chan__timer_t **smaller = realloc(heap, cap / 2 * sizeof *heap);
-        errno = saved;
+        chan__errno_restore(saved);
         if (smaller) {
             heap = smaller;
             cap /= 2;
@@ -360,9 +360,9 @@ static int start_thread(void)
 {
     if (started)
         return 0;
-    int saved = errno; /* thread creation may set it when it fails */
+    int saved = chan__errno_save(); /* thread creation may set it */
     int rc = chan__thread_start_quiet(timer_thread, NULL);
-    errno = saved;
+    chan__errno_restore(saved);
     if (rc < 0)
         return rc;
     started = 1;

@@ -58,13 +58,15 @@ struct chan_wg {
 
 chan_wg_t *chan_wg_new(void)
 {
+    int saved_errno = chan__errno_save();
     chan_wg_t *wg = calloc(1, sizeof *wg);
+    if (wg && pthread_mutex_init(&wg->mu, NULL) != 0) {
+        free(wg);
+        wg = NULL;
+    }
+    chan__errno_restore(saved_errno);
     if (!wg)
         return NULL;
-    if (pthread_mutex_init(&wg->mu, NULL) != 0) {
-        free(wg);
-        return NULL;
-    }
     atomic_init(&wg->count, 0);
     atomic_init(&wg->nwait, 0);
     return wg;
