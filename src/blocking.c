@@ -104,12 +104,12 @@ static long env_long(const char *name, long def, long lo, long hi)
     const char *s = getenv(name);
     if (!s || !*s)
         return def;
-    int saved = errno;
+    int saved = chan__errno_save();
     errno = 0;
     char *end;
     long v = strtol(s, &end, 10);
     int ok = errno == 0 && *end == '\0' && v >= lo && v <= hi;
-    errno = saved;
+    chan__errno_restore(saved);
     return ok ? v : def;
 }
 
@@ -256,13 +256,15 @@ int chan_blocking(void (*fn)(void *arg), void *arg)
         fn(arg);
         return 0;
     }
-    int saved = errno; /* the pthread calls below may set it */
+    /* Starting a helper may set errno.  Restored before the park: the
+     * task may resume on another thread, whose errno is not this one. */
+    int saved = chan__errno_save();
     chan__check(pthread_once(&once, init_once));
     struct job j = { fn, arg, chan__park_self(), NULL };
     chan__park_prepare(j.parker);
     int rc = submit(&j);
+    chan__errno_restore(saved);
     if (rc == 0)
         chan__assert(chan__park_wait(j.parker, CHAN_NO_DEADLINE) == 0);
-    errno = saved;
     return rc;
 }

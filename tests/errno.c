@@ -777,3 +777,94 @@ Test(keeps_errno, stack_that_cannot_be_mapped)
     cr_assert_eq(atomic_load(&ns.ran), 1);
     chan_sched_free(s);
 }
+
+/* ------------------------------------------------------------ blocking */
+
+static void nothing_blocking(void *arg)
+{
+    (void)arg;
+}
+
+Test(keeps_errno, blocking_call_in_a_thread)
+{
+    cr_assert_eq(EXPECT_KEPT(chan_blocking(nothing_blocking, NULL)), 0);
+    cr_assert_eq(EXPECT_KEPT(chan_blocking(NULL, NULL)), -EINVAL);
+}
+
+/*
+ * chan_blocking parks the calling task while a helper runs fn, and the
+ * task may resume on another thread: what it finds in errno then is that
+ * thread's, which the call must not overwrite with what it saw before the
+ * park.  With one worker the other thread is the same one, so the test
+ * makes another task change the worker's errno during the park: then the
+ * calling task must find that value, not its own from before.
+ */
+struct blocking_park {
+    sem_t go;         /* posted by the second task; fn waits for it */
+    int err;          /* the first task's errno after the call */
+    int rc;
+    int faults_bad;   /* the fault run whose errno was wrong, or 0 */
+    int faults_err;
+    int faults_seen;  /* runs with a fault, of which the first */
+    int faults_rc;    /* returned this */
+};
+
+static void wait_for_go(void *arg)
+{
+    test_sem_wait(&((struct blocking_park *)arg)->go);
+}
+
+static void change_errno_then_go(void *arg)
+{
+    errno = SCRIBBLE + 1;
+    test_sem_post(&((struct blocking_park *)arg)->go);
+}
+
+static void blocking_in_task(void *arg)
+{
+    struct blocking_park *bp = arg;
+    /* Each failure point of starting a helper: the call fails before it
+     * parks, so errno must be what it was. */
+    for (int k = 1;; k++) {
+        fault_arm(k);
+        errno = SENTINEL;
+        int rc = chan_blocking(nothing_blocking, NULL);
+        int e = errno;
+        int fired = fault_disarm();
+        if (e != SENTINEL && !bp->faults_bad) {
+            bp->faults_bad = k;
+            bp->faults_err = e;
+        }
+        if (!fired)
+            break;
+        if (bp->faults_seen++ == 0)
+            bp->faults_rc = rc;
+    }
+    errno = SENTINEL;
+    if (chan_go(NULL, change_errno_then_go, bp) != 0) {
+        bp->rc = -1;
+        return;
+    }
+    bp->rc = chan_blocking(wait_for_go, bp);
+    bp->err = errno;
+}
+
+Test(keeps_errno, blocking_call_in_a_task)
+{
+    chan_sched_opts_t one = { .threads = 1, .stack_size = 0 };
+    chan_sched_t *s = chan_sched_new(&one);
+    cr_assert_not_null(s);
+    struct blocking_park bp = { .rc = 1 };
+    test_sem_init(&bp.go, 0);
+    cr_assert_eq(chan_go(s, blocking_in_task, &bp), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(bp.faults_bad, 0, "errno %d with wrapped call %d failing",
+                 bp.faults_err, bp.faults_bad);
+    cr_assert_gt(bp.faults_seen, 0, "starting a helper made no wrapped call");
+    cr_assert_eq(bp.faults_rc, -EAGAIN);
+    cr_assert_eq(bp.rc, 0);
+    cr_assert_eq(bp.err, SCRIBBLE + 1,
+                 "errno %d after the park, not the thread's", bp.err);
+    test_sem_destroy(&bp.go);
+    chan_sched_free(s);
+}
