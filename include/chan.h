@@ -29,6 +29,9 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>       /* POLLIN, POLLOUT, POLLERR, POLLHUP (I/O) */
+#include <sys/socket.h> /* struct sockaddr, socklen_t (I/O) */
+#include <sys/types.h>  /* ssize_t (I/O) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -229,20 +232,29 @@ static inline int chan__recv_sized(chan_t *ch, void *elem, size_t size,
 /* Select                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* What a select case does. */
-enum chan_op { CHAN_RECV = 1, CHAN_SEND = 2 };
+/* What a select case does: receive, send, or wait for a descriptor. */
+enum chan_op { CHAN_RECV = 1, CHAN_SEND = 2, CHAN_FD = 3 };
 
-/* One case of chan_select(); fill ch, op and elem, read result. */
+/*
+ * One case of chan_select(); fill ch, op and elem (a channel case) or op,
+ * fd and events (a CHAN_FD case), read result.
+ */
 typedef struct chan_case {
     chan_t      *ch;     /* NULL: the case is disabled and never fires */
     enum chan_op op;
     void        *elem;   /* SEND: the value to send; RECV: where the value goes (may be NULL) */
-    int          result; /* out, chosen case only: 0, or -EPIPE if its channel was closed */
+    int          result; /* out, chosen case only: 0, or -EPIPE if its channel was closed;
+                            CHAN_FD: the ready events (> 0) or -EBADF */
+    int          fd;     /* CHAN_FD only: the descriptor; < 0 disables the case */
+    int          events; /* CHAN_FD only: POLLIN and/or POLLOUT */
 } chan_case_t;
 
-/* Compound-literal helpers: CHAN_RECV_CASE(ch, &v), CHAN_SEND_CASE(ch, &v). */
+/* Compound-literal helpers: CHAN_RECV_CASE(ch, &v), CHAN_SEND_CASE(ch, &v),
+ * CHAN_FD_CASE(fd, POLLIN).  Channel cases leave fd and events 0: those
+ * fields are ignored for them. */
 #define CHAN_RECV_CASE(c, p) ((chan_case_t){ .ch = (c), .op = CHAN_RECV, .elem = (p) })
 #define CHAN_SEND_CASE(c, p) ((chan_case_t){ .ch = (c), .op = CHAN_SEND, .elem = (void *)(p) })
+#define CHAN_FD_CASE(f, ev)  ((chan_case_t){ .op = CHAN_FD, .fd = (f), .events = (ev) })
 
 /*
  * chan_select - wait until one of the cases can proceed, perform exactly one.
@@ -480,6 +492,112 @@ CHAN_EXPORT void chan_wg_free(chan_wg_t *wg);
 /* ------------------------------------------------------------------------ */
 /* I/O (tasks and threads)                                                  */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * The calls below wait for file descriptors through one poller per process
+ * (epoll on Linux), started by the first call that has to wait.  Inside a
+ * task a wait parks the task, never its worker thread; in a plain thread it
+ * blocks the thread.  Any number of threads and tasks may wait on one
+ * descriptor at once, for the same or for different events.  POLLIN,
+ * POLLOUT, POLLERR and POLLHUP are those of <poll.h>.
+ *
+ * chan_read, chan_write, chan_accept and chan_connect put the descriptor
+ * into non-blocking mode (O_NONBLOCK) when they find it in blocking mode,
+ * as Go does with every descriptor it manages; the flag stays set, and it
+ * is shared by every duplicate of the descriptor and by other processes
+ * that share the open file.  They never block a worker thread.
+ *
+ * Close a descriptor that somebody may be waiting on with chan_fd_close,
+ * which wakes the waiters.  Closing with plain close(2) a descriptor on
+ * which nobody waits is fine: a later descriptor with the same number
+ * works normally and never sees readiness left over from the old one.
+ *
+ * After fork() the child may use these calls on its own: its first wait
+ * starts a poller of its own.  Waits that were in progress in the parent
+ * do not exist in the child.
+ */
+
+/*
+ * chan_fd_wait - wait until fd is ready for one of events (POLLIN, POLLOUT
+ * or both).
+ *
+ * Level-triggered: a descriptor that is ready now returns at once.  Blocks
+ * up to timeout_ns (0: not at all; negative: no limit).  Returns the ready
+ * events as poll(2) reports them in revents (a positive mask; POLLERR and
+ * POLLHUP are reported whether asked for or not); -EAGAIN when timeout_ns
+ * is 0 and fd is not ready; -ETIMEDOUT; -EBADF if fd is not an open
+ * descriptor, or is closed with chan_fd_close while waiting; -EINVAL if
+ * events has neither POLLIN nor POLLOUT; -ENOMEM if the poller cannot be
+ * started.  Does not change the descriptor's mode.
+ */
+CHAN_EXPORT int chan_fd_wait(int fd, int events, int64_t timeout_ns);
+
+/*
+ * chan_read - read up to len bytes from fd into buf, waiting up to
+ * timeout_ns for data.
+ *
+ * Tries the read first and waits (as chan_fd_wait for POLLIN) only if
+ * there is nothing to read.  Returns the number of bytes read (> 0); 0 at
+ * end of file, or for len == 0; -EAGAIN when timeout_ns is 0 and nothing
+ * can be read; -ETIMEDOUT; -EBADF as for chan_fd_wait; -EINVAL if buf is
+ * NULL and len > 0; or the negative errno of read(2) (-ECONNRESET, ...).
+ * Sets O_NONBLOCK on fd (see above).
+ */
+CHAN_EXPORT ssize_t chan_read(int fd, void *buf, size_t len, int64_t timeout_ns);
+
+/*
+ * chan_write - write all len bytes of buf to fd, waiting for room as often
+ * as needed; timeout_ns bounds the whole call.
+ *
+ * Never raises SIGPIPE: sockets are written with MSG_NOSIGNAL, anything
+ * else with SIGPIPE blocked in the calling thread for the write, and a
+ * SIGPIPE that the write itself raised is taken back.  Returns len (0 for
+ * len == 0); if an error or the timeout ends the call after some bytes
+ * were written, the number written (< len); otherwise a negative errno:
+ * -EPIPE when the reading end is gone, -ETIMEDOUT, -EAGAIN (timeout_ns 0
+ * and no room at all), -EBADF as for chan_fd_wait, -EINVAL if buf is NULL
+ * and len > 0, or the negative errno of write(2).  Sets O_NONBLOCK on fd.
+ */
+CHAN_EXPORT ssize_t chan_write(int fd, const void *buf, size_t len, int64_t timeout_ns);
+
+/*
+ * chan_accept - wait up to timeout_ns for a connection on the listening
+ * socket fd and accept it.
+ *
+ * addr and addrlen are as for accept(2) (both may be NULL).  Returns the
+ * new socket, non-blocking and close-on-exec; -EAGAIN when timeout_ns is 0
+ * and no connection is pending; -ETIMEDOUT; -EBADF as for chan_fd_wait;
+ * -EINVAL if addr is given without addrlen; or the negative errno of
+ * accept4(2).  Sets O_NONBLOCK on fd.
+ */
+CHAN_EXPORT int chan_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
+                            int64_t timeout_ns);
+
+/*
+ * chan_connect - connect the socket fd to addr and wait up to timeout_ns
+ * until the connection is made.
+ *
+ * Returns 0 once connected; -ETIMEDOUT; -EAGAIN when timeout_ns is 0 and
+ * the connection is still being made (it goes on: wait for POLLOUT, then
+ * read SO_ERROR, or call chan_fd_wait); the connection's error as a
+ * negative errno (-ECONNREFUSED, -ENETUNREACH, ...); -EBADF as for
+ * chan_fd_wait; -EINVAL if addr is NULL; or the negative errno of
+ * connect(2).  After -ETIMEDOUT the socket's state is unspecified: close
+ * it.  Sets O_NONBLOCK on fd.
+ */
+CHAN_EXPORT int chan_connect(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                             int64_t timeout_ns);
+
+/*
+ * chan_fd_close - wake every thread and task that waits on fd, forget fd,
+ * and close it.
+ *
+ * Every wait on fd in progress (chan_fd_wait, chan_read, chan_write,
+ * chan_accept, chan_connect, a CHAN_FD select case) ends with -EBADF (a
+ * select chooses the case with result -EBADF).  Never blocks for long.
+ * Returns 0, or the negative errno of close(2) (-EBADF if fd was not open).
+ */
+CHAN_EXPORT int chan_fd_close(int fd);
 
 /*
  * chan_blocking - run fn(arg), which may block in anything (file I/O,

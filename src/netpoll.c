@@ -1,0 +1,374 @@
+/*
+ * netpoll.c - the process's poller: per-descriptor state (chan__pd_t), its
+ * waiters, and the thread that turns the backend's readiness events into
+ * wakeups (netpoll.h describes the protocol the I/O calls follow).
+ *
+ * Starting.  Nothing exists until the first I/O call that may wait: then
+ * chan__pd_get() opens the backend and starts one detached thread, with
+ * every signal blocked (thread.c), that loops in chan__netpoll_poll(-1).
+ * A program that never waits for a descriptor pays nothing.
+ *
+ * Descriptors.  A two-level table maps a descriptor number to its pd:
+ * PD_TOP pointers to leaves of PD_LEAF pds, allocated on first use and
+ * never freed, so a pd found once stays valid (numbers from PD_TOP *
+ * PD_LEAF up get -ENOMEM).  A pd outlives the files behind its number:
+ * the backend registration is checked again before every wait
+ * (chan__pollb_add says whether the number still names the registered
+ * file), and each registration has a seq, part of the backend key, so
+ * that readiness of an old file never reaches waiters of a new one.
+ *
+ * Invariants (under pd->lock).
+ *   - A queued waiter's sel may already be settled elsewhere (a stale
+ *     waiter); whoever finds it unlinks it.  A waiter is claimed (its sel
+ *     moved WAITING -> DONE, waitq.h) at most once, by the poller, by
+ *     chan__pd_close or by a new registration, and its owner is unparked
+ *     by that claimer only, after the lock is dropped.
+ *   - pd->edges[d] grows on every event of the current registration that
+ *     has direction d, before the waiters of d are claimed.  A waiter is
+ *     queued only if edges[d] still equals the snapshot taken before its
+ *     owner's try, so every edge after the try either is seen by the
+ *     owner or claims the waiter.
+ *
+ * Locking.  pd->lock is a leaf lock (src/internal.h): nothing is taken
+ * under it, and wakeups happen after it is released.  The backend call of
+ * chan__pd_queue (one epoll_ctl) is made under it, so that the check "is
+ * this the registered file" and the queueing are one step.  start_mu
+ * guards starting the poller; it is taken without any other lock.
+ *
+ * Lifetimes.  A waiter lives on its owner's stack.  A claimer may use it
+ * until it unparks the owner (it reads sel->parker first and touches
+ * nothing after); an owner that wakes or times out unlinks what is left
+ * under pd->lock before returning.
+ *
+ * fork().  The child has no poller thread, and the epoll instance it
+ * inherited is the parent's.  The child handler drops that instance
+ * without touching the parent's registrations, empties every waiter queue
+ * (their owners are threads that do not exist in the child) and resets
+ * every pd lock, so the next I/O call of the child opens a fresh instance,
+ * registers its descriptors again (every chan__pollb_add is then new) and
+ * starts its own thread.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "netpoll.h"
+#include "park.h"
+#include "waitq.h"
+
+enum { PD_LEAF_BITS = 10, PD_LEAF = 1 << PD_LEAF_BITS, PD_TOP = 1 << 14 };
+
+typedef struct pd_slot {
+    _Alignas(CHAN_CACHELINE) chan__pd_t pd; /* one line each: no sharing */
+} pd_slot_t;
+
+/* Leaves of the table, installed once with a CAS, never freed. */
+static pd_slot_t *_Atomic table[PD_TOP];
+
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int started;         /* poller thread running; start_mu */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* ------------------------------------------------------------ the table */
+
+static chan__pd_t *pd_find(int fd)
+{
+    if (fd < 0 || fd >= PD_TOP * PD_LEAF)
+        return NULL;
+    /* Acquire pairs with the installing CAS: the leaf's zeroed memory. */
+    pd_slot_t *leaf = atomic_load_explicit(&table[fd >> PD_LEAF_BITS],
+                                           memory_order_acquire);
+    return leaf ? &leaf[fd & (PD_LEAF - 1)].pd : NULL;
+}
+
+static int leaf_make(int top)
+{
+    int saved = errno; /* calloc sets it; this library does not */
+    /* Zeroed memory is a valid pd: free lock, seq 0, no waiters. */
+    pd_slot_t *leaf = calloc(PD_LEAF, sizeof *leaf);
+    errno = saved;
+    if (!leaf)
+        return -ENOMEM;
+    pd_slot_t *expect = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&table[top], &expect, leaf,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire))
+        free(leaf); /* another thread installed one first */
+    return 0;
+}
+
+/* ------------------------------------------------------------ starting */
+
+static void *poller_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int rc = chan__netpoll_poll(-1);
+        /* Only a broken instance fails here (not an interruption). */
+        chan__assert(rc >= 0);
+    }
+    return NULL;
+}
+
+static void before_fork(void)
+{
+    chan__check(pthread_mutex_lock(&start_mu));
+}
+
+static void after_fork_parent(void)
+{
+    chan__check(pthread_mutex_unlock(&start_mu));
+}
+
+static void after_fork_child(void)
+{
+    chan__pollb_forget();
+    for (int i = 0; i < PD_TOP; i++) {
+        pd_slot_t *leaf = atomic_load_explicit(&table[i], memory_order_relaxed);
+        if (!leaf)
+            continue;
+        for (int j = 0; j < PD_LEAF; j++) {
+            chan__pd_t *pd = &leaf[j].pd;
+            chan__lock_init(&pd->lock);
+            pd->head = pd->tail = NULL;
+        }
+    }
+    atomic_store_explicit(&started, 0, memory_order_relaxed);
+    chan__check(pthread_mutex_unlock(&start_mu));
+}
+
+static void init_once(void)
+{
+    chan__check(pthread_atfork(before_fork, after_fork_parent,
+                               after_fork_child));
+}
+
+static int start(void)
+{
+    chan__check(pthread_once(&once, init_once));
+    int rc = 0;
+    chan__check(pthread_mutex_lock(&start_mu));
+    if (!atomic_load_explicit(&started, memory_order_relaxed)) {
+        rc = chan__pollb_open();
+        if (rc == 0)
+            rc = chan__thread_start_quiet(poller_main, NULL);
+        if (rc == 0)
+            atomic_store_explicit(&started, 1, memory_order_release);
+        else
+            chan__pollb_forget();
+        if (rc < 0)
+            rc = -ENOMEM;
+    }
+    chan__check(pthread_mutex_unlock(&start_mu));
+    return rc;
+}
+
+int chan__pd_get(int fd, chan__pd_t **out)
+{
+    if (fd < 0)
+        return -EBADF;
+    if (fd >= PD_TOP * PD_LEAF)
+        return -ENOMEM;
+    /* Acquire: a thread that sees 1 sees the opened backend. */
+    if (CHAN_UNLIKELY(!atomic_load_explicit(&started, memory_order_acquire))) {
+        int rc = start();
+        if (rc < 0)
+            return rc;
+    }
+    chan__pd_t *pd = pd_find(fd);
+    if (CHAN_UNLIKELY(!pd)) {
+        int rc = leaf_make(fd >> PD_LEAF_BITS);
+        if (rc < 0)
+            return rc;
+        pd = pd_find(fd);
+    }
+    *out = pd;
+    return 0;
+}
+
+/* ------------------------------------------------------------ waiters */
+
+static void push(chan__pd_t *pd, chan__fdwaiter_t *w)
+{
+    w->next = NULL;
+    w->prev = pd->tail;
+    if (pd->tail)
+        pd->tail->next = w;
+    else
+        pd->head = w;
+    pd->tail = w;
+    w->queued = 1;
+}
+
+static void unlink_w(chan__pd_t *pd, chan__fdwaiter_t *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        pd->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        pd->tail = w->prev;
+    w->next = w->prev = NULL;
+    w->queued = 0;
+}
+
+/*
+ * Unlinks every waiter for one of dirs and claims those still WAITING
+ * with result; returns the winners, linked by wnext, for wake_all().
+ * Called with pd->lock held.
+ */
+static chan__fdwaiter_t *claim(chan__pd_t *pd, int dirs, int result)
+{
+    chan__fdwaiter_t *won = NULL, **tail = &won;
+    chan__fdwaiter_t *w = pd->head;
+    while (w) {
+        chan__fdwaiter_t *next = w->next;
+        if (w->dirs & dirs) {
+            unlink_w(pd, w);
+            int expect = CHAN_SEL_WAITING;
+            /* acq_rel as in chan__waitq_claim: acquire the owner's setup,
+             * release our win to a losing chan__sel_cancel. */
+            if (atomic_compare_exchange_strong_explicit(
+                    &w->sel->state, &expect, CHAN_SEL_DONE,
+                    memory_order_acq_rel, memory_order_acquire)) {
+                w->sel->fired = w->index;
+                w->sel->result = result;
+                w->wnext = NULL;
+                *tail = w;
+                tail = &w->wnext;
+            }
+        }
+        w = next;
+    }
+    return won;
+}
+
+/* Wakes the owners of claimed waiters.  Called without locks; a waiter
+ * may be gone once its owner is unparked, so read it first. */
+static void wake_all(chan__fdwaiter_t *w)
+{
+    while (w) {
+        chan__fdwaiter_t *next = w->wnext;
+        chan__unpark(w->sel->parker);
+        w = next;
+    }
+}
+
+static int edged(chan__pd_t *pd, int dirs, const chan__pd_snap_t *snap)
+{
+    for (int d = 0; d < 2; d++)
+        if ((dirs & (1 << d)) &&
+            atomic_load_explicit(&pd->edges[d], memory_order_relaxed) !=
+                snap->edges[d])
+            return 1;
+    return 0;
+}
+
+int chan__pd_queue(chan__pd_t *pd, int fd, chan__fdwaiter_t *w,
+                   const chan__pd_snap_t *snap)
+{
+    chan__fdwaiter_t *retry = NULL;
+    int rc;
+    chan__lock(&pd->lock);
+    if (atomic_load_explicit(&pd->closes, memory_order_relaxed) !=
+        snap->closes) {
+        rc = -EBADF;
+        goto out;
+    }
+    rc = chan__pollb_add(fd, pd->seq + 1);
+    if (rc < 0)
+        goto out;
+    if (rc == 1) {
+        /* A new file behind the number.  Whoever still waits here waited
+         * for the old one (closed with close(2) under its feet): let it
+         * try again, on whatever the number names now. */
+        pd->seq++;
+        retry = claim(pd, CHAN_PD_IN | CHAN_PD_OUT, 0);
+    }
+    if (edged(pd, w->dirs, snap)) {
+        rc = 1;
+        goto out;
+    }
+    push(pd, w);
+    rc = 0;
+out:
+    chan__unlock(&pd->lock);
+    wake_all(retry);
+    return rc;
+}
+
+void chan__pd_dequeue(chan__pd_t *pd, chan__fdwaiter_t *w)
+{
+    chan__lock(&pd->lock);
+    if (w->queued)
+        unlink_w(pd, w);
+    chan__unlock(&pd->lock);
+}
+
+int chan__pd_wait(chan__pd_t *pd, int fd, int dirs,
+                  const chan__pd_snap_t *snap, int64_t deadline)
+{
+    chan__sel_t sel;
+    chan__sel_init(&sel);
+    chan__fdwaiter_t w = { .sel = &sel, .index = 0, .dirs = dirs };
+    int rc = chan__pd_queue(pd, fd, &w, snap);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    if (chan__sel_wait(&sel, deadline) == -ETIMEDOUT) {
+        chan__pd_dequeue(pd, &w);
+        return -ETIMEDOUT;
+    }
+    return sel.result;
+}
+
+void chan__pd_close(int fd)
+{
+    chan__pd_t *pd = pd_find(fd);
+    if (!pd)
+        return;
+    chan__lock(&pd->lock);
+    /* Release: a call that snapshots the new count after this sees the
+     * descriptor as closed (it returns -EBADF instead of queueing). */
+    atomic_fetch_add_explicit(&pd->closes, 1, memory_order_release);
+    pd->seq++; /* events of the old registration already fetched: ignored */
+    if (atomic_load_explicit(&started, memory_order_acquire))
+        chan__pollb_del(fd);
+    chan__fdwaiter_t *won = claim(pd, CHAN_PD_IN | CHAN_PD_OUT, -EBADF);
+    chan__unlock(&pd->lock);
+    wake_all(won);
+}
+
+/* ------------------------------------------------------------ polling */
+
+static void ready(const chan__pollev_t *ev)
+{
+    chan__pd_t *pd = pd_find(ev->fd);
+    if (!pd)
+        return;
+    chan__lock(&pd->lock);
+    chan__fdwaiter_t *won = NULL;
+    if (pd->seq == ev->seq) {
+        /* Release pairs with chan__pd_snap's acquire. */
+        for (int d = 0; d < 2; d++)
+            if (ev->dirs & (1 << d))
+                atomic_fetch_add_explicit(&pd->edges[d], 1,
+                                          memory_order_release);
+        won = claim(pd, ev->dirs, 0);
+    }
+    chan__unlock(&pd->lock);
+    wake_all(won);
+}
+
+int chan__netpoll_poll(int64_t timeout_ns)
+{
+    enum { BATCH = 64 };
+    chan__pollev_t evs[BATCH];
+    int n = chan__pollb_wait(evs, BATCH, timeout_ns);
+    for (int i = 0; i < n; i++)
+        ready(&evs[i]);
+    return n;
+}

@@ -1,0 +1,113 @@
+/*
+ * netpoll_epoll.c - the poller backend on Linux: one epoll instance, every
+ * descriptor registered once for both directions, edge-triggered
+ * (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET), keyed by (fd, seq) in the
+ * event's data (netpoll.h).
+ *
+ * Telling a reused number from the registered file.  epoll's interest
+ * list is keyed by (open file, descriptor number), and an entry leaves it
+ * only when its open file is released, that is when every duplicate of it
+ * is closed.  So EPOLL_CTL_ADD fails with EEXIST exactly when the number
+ * still names the file registered under it, and succeeds for a new file
+ * behind an old number, even while a duplicate keeps the old file (and
+ * its entry) alive.  That answer, one system call, is what chan__pollb_add
+ * returns; the caller then uses a new seq, and whatever the old entry
+ * still reports carries the old one and is ignored.
+ *
+ * Locking.  None: epfd is written once by chan__pollb_open (under the
+ * poller's start lock, before any registration) and by the child after a
+ * fork.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "netpoll.h"
+
+static int epfd = -1;
+
+int chan__pollb_open(void)
+{
+    int saved = errno;
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    int e = errno;
+    errno = saved;
+    if (fd < 0)
+        return -e;
+    __atomic_store_n(&epfd, fd, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static inline int ep(void)
+{
+    return __atomic_load_n(&epfd, __ATOMIC_ACQUIRE);
+}
+
+int chan__pollb_add(int fd, uint32_t seq)
+{
+    struct epoll_event ev = { 0 };
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = (uint64_t)seq << 32 | (uint32_t)fd;
+    int saved = errno;
+    int r = epoll_ctl(ep(), EPOLL_CTL_ADD, fd, &ev);
+    int e = errno;
+    errno = saved;
+    if (r == 0)
+        return 1;
+    return e == EEXIST ? 0 : -e;
+}
+
+void chan__pollb_del(int fd)
+{
+    struct epoll_event ev = { 0 }; /* kernels before 2.6.9 want one */
+    int saved = errno;
+    (void)epoll_ctl(ep(), EPOLL_CTL_DEL, fd, &ev);
+    errno = saved;
+}
+
+int chan__pollb_wait(chan__pollev_t *out, int max, int64_t timeout_ns)
+{
+    enum { BATCH = 128 };
+    struct epoll_event evs[BATCH];
+    if (max > BATCH)
+        max = BATCH;
+    int ms = timeout_ns < 0 ? -1
+             : timeout_ns >= (int64_t)INT32_MAX * 1000000
+                 ? INT32_MAX
+                 : (int)((timeout_ns + 999999) / 1000000);
+    int saved = errno;
+    int n = epoll_wait(ep(), evs, max, ms);
+    int e = errno;
+    errno = saved;
+    if (n < 0)
+        return e == EINTR ? 0 : -e;
+    for (int i = 0; i < n; i++) {
+        uint32_t m = evs[i].events;
+        int dirs = 0;
+        if (m & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
+            dirs |= CHAN_PD_IN;
+        if (m & EPOLLOUT)
+            dirs |= CHAN_PD_OUT;
+        if (m & (EPOLLERR | EPOLLHUP))
+            dirs |= CHAN_PD_IN | CHAN_PD_OUT;
+        out[i].fd = (int)(uint32_t)evs[i].data.u64;
+        out[i].seq = (uint32_t)(evs[i].data.u64 >> 32);
+        out[i].dirs = dirs;
+    }
+    return n;
+}
+
+void chan__pollb_forget(void)
+{
+    /* The instance is shared with the parent: closing our descriptor of
+     * it leaves the parent's registrations alone (unlike EPOLL_CTL_DEL). */
+    int saved = errno;
+    if (epfd >= 0)
+        close(epfd);
+    epfd = -1;
+    errno = saved;
+}

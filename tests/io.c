@@ -1,0 +1,1009 @@
+/*
+ * io.c - tests of the I/O calls: chan_fd_wait, chan_read, chan_write,
+ * chan_accept, chan_connect, chan_fd_close, in threads and in tasks, on
+ * pipes, socketpairs and TCP on 127.0.0.1.
+ *
+ * "The waiter is waiting" is forced, not guessed: a waiting thread is
+ * seen asleep in the kernel (test_wait_blocked, util.h) after it posted a
+ * semaphore right before its call; a waiting task on a one-worker
+ * scheduler is known to be parked once another task, started by it right
+ * before its call, runs at all.
+ */
+#include "util.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+TestSuite(io, .timeout = TEST_TIMEOUT_S);
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
+/* ------------------------------------------------------------ helpers */
+
+static void make_pipe(int p[2])
+{
+    cr_assert_eq(pipe(p), 0, "pipe: %s", strerror(errno));
+}
+
+static void make_socketpair(int s[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0,
+                 "socketpair: %s", strerror(errno));
+}
+
+/* A listening TCP socket on 127.0.0.1 with a port of the kernel's choice;
+ * its address goes to *addr. */
+static int tcp_listener(struct sockaddr_in *addr, int backlog)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(l, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0,
+                 "bind: %s", strerror(errno));
+    cr_assert_eq(listen(l, backlog), 0);
+    socklen_t len = sizeof *addr;
+    cr_assert_eq(getsockname(l, (struct sockaddr *)addr, &len), 0);
+    return l;
+}
+
+/* A connected TCP pair over 127.0.0.1: c (client) and *srv (accepted). */
+static int tcp_pair(int *srv)
+{
+    struct sockaddr_in a;
+    int l = tcp_listener(&a, 4);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(c, 0);
+    cr_assert_eq(chan_connect(c, (struct sockaddr *)&a, sizeof a,
+                              5000 * TEST_MS), 0);
+    *srv = chan_accept(l, NULL, NULL, 5000 * TEST_MS);
+    cr_assert_geq(*srv, 0);
+    close(l);
+    return c;
+}
+
+static chan_sched_t *sched_make(unsigned threads)
+{
+    chan_sched_opts_t o = { .threads = threads, .stack_size = 0 };
+    chan_sched_t *s = chan_sched_new(&o);
+    cr_assert_not_null(s);
+    return s;
+}
+
+static void fill_pipe(int fd)
+{
+    cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    char buf[4096] = { 0 };
+    while (write(fd, buf, sizeof buf) > 0)
+        ;
+    cr_assert_eq(errno, EAGAIN);
+    /* A pipe may still take less than a page: fill that too. */
+    while (write(fd, buf, 1) > 0)
+        ;
+}
+
+/* ------------------------------------------------------------ fd_wait */
+
+Test(io, fd_wait_bad_arguments)
+{
+    int p[2];
+    make_pipe(p);
+    cr_assert_eq(chan_fd_wait(p[0], 0, 0), -EINVAL);
+    cr_assert_eq(chan_fd_wait(p[0], POLLERR | POLLHUP, 1000 * TEST_MS),
+                 -EINVAL);
+    cr_assert_eq(chan_fd_wait(-1, POLLIN, 0), -EBADF);
+    cr_assert_eq(chan_fd_wait(-1, POLLIN, 1000 * TEST_MS), -EBADF);
+    /* Start the poller first, so that its own descriptor does not take
+     * the number closed below. */
+    cr_assert_eq(chan_fd_wait(p[1], POLLOUT, 1000 * TEST_MS), POLLOUT);
+    close(p[0]);
+    close(p[1]);
+    /* p[0] is closed now. */
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, 0), -EBADF);
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, 1000 * TEST_MS), -EBADF);
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, CHAN_FOREVER), -EBADF);
+}
+
+Test(io, fd_wait_is_level_triggered)
+{
+    int p[2];
+    make_pipe(p);
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, 0), -EAGAIN);
+    cr_assert_eq(chan_fd_wait(p[1], POLLOUT, 0), POLLOUT);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    /* Ready now: every wait returns at once, however often, with or
+     * without a timeout, until the byte is read. */
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(chan_fd_wait(p[0], POLLIN, 0), POLLIN);
+        cr_assert_eq(chan_fd_wait(p[0], POLLIN, CHAN_FOREVER), POLLIN);
+        cr_assert_eq(chan_fd_wait(p[0], POLLIN | POLLOUT, 5000 * TEST_MS),
+                     POLLIN);
+    }
+    char c;
+    cr_assert_eq(read(p[0], &c, 1), 1);
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, 0), -EAGAIN);
+    close(p[0]);
+    close(p[1]);
+}
+
+Test(io, fd_wait_times_out_within_bounds)
+{
+    int p[2];
+    make_pipe(p);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, 30 * TEST_MS), -ETIMEDOUT);
+    int64_t dt = test_now_ns() - t0;
+    cr_assert_geq(dt, 30 * TEST_MS);
+    cr_assert_lt(dt, 5000 * TEST_MS);
+    close(p[0]);
+    close(p[1]);
+}
+
+Test(io, fd_wait_reports_hup_and_err_unasked)
+{
+    int p[2];
+    make_pipe(p);
+    close(p[1]);
+    int r = chan_fd_wait(p[0], POLLIN, 1000 * TEST_MS);
+    cr_assert_gt(r, 0);
+    cr_assert(r & POLLHUP, "revents %#x", r);
+    close(p[0]);
+
+    make_pipe(p);
+    fill_pipe(p[1]);
+    close(p[0]);
+    r = chan_fd_wait(p[1], POLLOUT, 1000 * TEST_MS);
+    cr_assert_gt(r, 0);
+    cr_assert(r & POLLERR, "revents %#x", r);
+    close(p[1]);
+
+    int s[2];
+    make_socketpair(s);
+    close(s[1]);
+    r = chan_fd_wait(s[0], POLLOUT, 1000 * TEST_MS);
+    cr_assert_gt(r, 0);
+    cr_assert(r & POLLHUP, "revents %#x", r);
+    close(s[0]);
+}
+
+struct writer {
+    int fd;
+    sem_t go;
+    int64_t delay;
+};
+
+static void *write_after(void *arg)
+{
+    struct writer *w = arg;
+    test_sem_wait(&w->go);
+    test_sleep_ns(w->delay);
+    if (write(w->fd, "y", 1) != 1)
+        abort();
+    return NULL;
+}
+
+/* A thread that waits, and the one who makes it ready. */
+struct waiter {
+    int fd;
+    int events;
+    int64_t timeout;
+    int op;             /* 0 fd_wait, 1 read, 2 write, 3 accept, 4 select */
+    sem_t about;        /* posted right before the call */
+    long tid;
+    atomic_int done;
+    ssize_t rc;
+    char buf[64];
+    size_t len;         /* op 2: bytes to write */
+    char *wbuf;
+};
+
+static void *waiter_main(void *arg)
+{
+    struct waiter *w = arg;
+    w->tid = test_gettid();
+    test_sem_post(&w->about);
+    switch (w->op) {
+    case 0:
+        w->rc = chan_fd_wait(w->fd, w->events, w->timeout);
+        break;
+    case 1:
+        w->rc = chan_read(w->fd, w->buf, sizeof w->buf, w->timeout);
+        break;
+    case 2:
+        w->rc = chan_write(w->fd, w->wbuf, w->len, w->timeout);
+        break;
+    case 3:
+        w->rc = chan_accept(w->fd, NULL, NULL, w->timeout);
+        break;
+    case 4: {
+        chan_case_t c[1] = { CHAN_FD_CASE(w->fd, w->events) };
+        int i = chan_select(c, 1, w->timeout);
+        w->rc = i == 0 ? c[0].result : i - 1000;
+        break;
+    }
+    }
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static pthread_t waiter_start(struct waiter *w, int op, int fd, int events)
+{
+    w->op = op;
+    w->fd = fd;
+    w->events = events;
+    if (w->timeout == 0)
+        w->timeout = CHAN_FOREVER;
+    atomic_store(&w->done, 0);
+    test_sem_init(&w->about, 0);
+    pthread_t t = test_thread_start(waiter_main, w);
+    test_sem_wait(&w->about);
+    cr_assert(test_wait_blocked(w->tid, &w->done), "the call returned early");
+    return t;
+}
+
+Test(io, fd_wait_wakes_when_ready)
+{
+    int p[2];
+    make_pipe(p);
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 0, p[0], POLLIN);
+    cr_assert_eq(write(p[1], "z", 1), 1);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, POLLIN);
+    close(p[0]);
+    close(p[1]);
+}
+
+Test(io, readiness_on_socketpair_and_tcp)
+{
+    int s[2];
+    make_socketpair(s);
+    cr_assert_eq(chan_fd_wait(s[0], POLLOUT, 0), POLLOUT);
+    cr_assert_eq(chan_fd_wait(s[0], POLLIN, 0), -EAGAIN);
+    struct writer wr = { .fd = s[1], .delay = 10 * TEST_MS };
+    test_sem_init(&wr.go, 0);
+    pthread_t t = test_thread_start(write_after, &wr);
+    test_sem_post(&wr.go);
+    cr_assert_eq(chan_fd_wait(s[0], POLLIN, 10000 * TEST_MS), POLLIN);
+    test_thread_join(t);
+    close(s[0]);
+    close(s[1]);
+
+    int srv;
+    int c = tcp_pair(&srv);
+    cr_assert_eq(chan_fd_wait(c, POLLIN, 0), -EAGAIN);
+    cr_assert_eq(chan_fd_wait(c, POLLOUT, 0), POLLOUT);
+    wr.fd = srv;
+    t = test_thread_start(write_after, &wr);
+    test_sem_post(&wr.go);
+    cr_assert_eq(chan_fd_wait(c, POLLIN, 10000 * TEST_MS), POLLIN);
+    test_thread_join(t);
+    char b;
+    cr_assert_eq(chan_read(c, &b, 1, 0), 1);
+    cr_assert_eq(b, 'y');
+    close(srv);
+    int r = chan_fd_wait(c, POLLIN, 10000 * TEST_MS);
+    cr_assert_gt(r, 0);
+    cr_assert(r & POLLIN, "EOF is readable: %#x", r);
+    cr_assert_eq(chan_read(c, &b, 1, 0), 0);
+    close(c);
+    test_sem_destroy(&wr.go);
+}
+
+/* ------------------------------------------------------------ read */
+
+Test(io, read_return_codes)
+{
+    int p[2];
+    make_pipe(p);
+    char buf[8];
+    cr_assert_eq(chan_read(-1, buf, 1, 0), -EBADF);
+    cr_assert_eq(chan_read(p[0], NULL, 1, 0), -EINVAL);
+    cr_assert_eq(chan_read(p[0], buf, 0, 0), 0);
+    cr_assert_eq(chan_read(p[0], buf, sizeof buf, 0), -EAGAIN);
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_read(p[0], buf, sizeof buf, 20 * TEST_MS), -ETIMEDOUT);
+    cr_assert_geq(test_now_ns() - t0, 20 * TEST_MS);
+    /* The library made the descriptor non-blocking. */
+    cr_assert(fcntl(p[0], F_GETFL) & O_NONBLOCK);
+    cr_assert_eq(write(p[1], "abc", 3), 3);
+    cr_assert_eq(chan_read(p[0], buf, sizeof buf, CHAN_FOREVER), 3);
+    cr_assert_eq(memcmp(buf, "abc", 3), 0);
+    close(p[1]);
+    cr_assert_eq(chan_read(p[0], buf, sizeof buf, CHAN_FOREVER), 0);
+    close(p[0]);
+    cr_assert_eq(chan_read(p[0], buf, sizeof buf, 0), -EBADF);
+
+    /* A socket reset by its peer. */
+    int srv;
+    int c = tcp_pair(&srv);
+    struct linger lg = { 1, 0 };
+    cr_assert_eq(setsockopt(srv, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(srv);
+    cr_assert_eq(chan_read(c, buf, sizeof buf, 5000 * TEST_MS), -ECONNRESET);
+    close(c);
+}
+
+Test(io, read_waits_and_wakes_in_thread)
+{
+    int p[2];
+    make_pipe(p);
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 1, p[0], POLLIN);
+    cr_assert_eq(write(p[1], "hello", 5), 5);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 5);
+    cr_assert_eq(memcmp(w.buf, "hello", 5), 0);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* ------------------------------------------------------------ write */
+
+Test(io, write_return_codes)
+{
+    int p[2];
+    make_pipe(p);
+    cr_assert_eq(chan_write(-1, "x", 1, 0), -EBADF);
+    cr_assert_eq(chan_write(p[1], NULL, 1, 0), -EINVAL);
+    cr_assert_eq(chan_write(p[1], "x", 0, 0), 0);
+    cr_assert_eq(chan_write(p[1], "x", 1, 0), 1);
+    fill_pipe(p[1]);
+    cr_assert_eq(chan_write(p[1], "x", 1, 0), -EAGAIN);
+    cr_assert_eq(chan_write(p[1], "x", 1, 20 * TEST_MS), -ETIMEDOUT);
+    close(p[0]);
+    close(p[1]);
+}
+
+struct reader {
+    int fd;
+    size_t want;
+    size_t got;
+    int bad;        /* a byte differed from the pattern */
+    size_t stop_after; /* 0: read all; else close fd after this many bytes */
+};
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)(i * 131 + (i >> 9));
+}
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    char buf[7001]; /* odd size: reads do not line up with writes */
+    while (r->got < r->want) {
+        size_t k = sizeof buf;
+        if (r->stop_after && r->stop_after - r->got < k)
+            k = r->stop_after - r->got;
+        ssize_t n = chan_read(r->fd, buf, k, 20000 * TEST_MS);
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            if ((unsigned char)buf[i] != pattern(r->got + (size_t)i))
+                r->bad = 1;
+        r->got += (size_t)n;
+        if (r->stop_after && r->got >= r->stop_after) {
+            close(r->fd);
+            break;
+        }
+    }
+    return NULL;
+}
+
+Test(io, write_larger_than_pipe_buffer)
+{
+    size_t len = 1 << 20;
+    unsigned char *buf = malloc(len);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = pattern(i);
+    int p[2];
+    make_pipe(p);
+    struct reader r = { .fd = p[0], .want = len };
+    pthread_t t = test_thread_start(reader_main, &r);
+    cr_assert_eq(chan_write(p[1], buf, len, 30000 * TEST_MS), (ssize_t)len);
+    test_thread_join(t);
+    cr_assert_eq(r.got, len);
+    cr_assert_eq(r.bad, 0);
+    close(p[0]);
+    close(p[1]);
+    free(buf);
+}
+
+Test(io, write_partial_on_timeout_and_on_error)
+{
+    size_t len = 1 << 20;
+    unsigned char *buf = malloc(len);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = pattern(i);
+
+    /* Nobody reads: the pipe buffer fills, then the timeout ends it. */
+    int p[2];
+    make_pipe(p);
+    ssize_t n = chan_write(p[1], buf, len, 30 * TEST_MS);
+    cr_assert_gt(n, 0);
+    cr_assert_lt(n, (ssize_t)len);
+    close(p[0]);
+    close(p[1]);
+
+    /* The reader leaves after 100,000 bytes: EPIPE after some bytes. */
+    make_pipe(p);
+    struct reader r = { .fd = p[0], .want = len, .stop_after = 100000 };
+    pthread_t t = test_thread_start(reader_main, &r);
+    n = chan_write(p[1], buf, len, 30000 * TEST_MS);
+    test_thread_join(t);
+    /* The writer learns of the close at its next write, or is woken by
+     * it: the call ends with what it wrote. */
+    cr_assert_eq(r.got, 100000);
+    cr_assert_geq(n, 100000);
+    cr_assert_lt(n, (ssize_t)len);
+    cr_assert_eq(r.bad, 0);
+    close(p[1]);
+    free(buf);
+}
+
+static int sigpipe_pending(void)
+{
+    sigset_t s;
+    cr_assert_eq(sigpending(&s), 0);
+    return sigismember(&s, SIGPIPE);
+}
+
+Test(io, write_never_raises_sigpipe)
+{
+    /* The default action: SIGPIPE would kill the test. */
+    signal(SIGPIPE, SIG_DFL);
+    int p[2];
+    make_pipe(p);
+    close(p[0]);
+    cr_assert_eq(chan_write(p[1], "x", 1, 0), -EPIPE);
+    cr_assert_eq(chan_write(p[1], "x", 1, CHAN_FOREVER), -EPIPE);
+    cr_assert_eq(sigpipe_pending(), 0);
+    close(p[1]);
+
+    int s[2];
+    make_socketpair(s);
+    close(s[1]);
+    cr_assert_eq(chan_write(s[0], "x", 1, CHAN_FOREVER), -EPIPE);
+    cr_assert_eq(sigpipe_pending(), 0);
+    close(s[0]);
+
+    /* With SIGPIPE blocked and one already pending, that one stays. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+    cr_assert_eq(raise(SIGPIPE), 0);
+    make_pipe(p);
+    close(p[0]);
+    cr_assert_eq(chan_write(p[1], "x", 1, 0), -EPIPE);
+    cr_assert_eq(sigpipe_pending(), 1);
+    int sig = 0;
+    cr_assert_eq(sigwait(&set, &sig), 0);
+    cr_assert_eq(sig, SIGPIPE);
+    cr_assert_eq(sigpipe_pending(), 0);
+    cr_assert_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    close(p[1]);
+}
+
+/* ------------------------------------------------------------ sockets */
+
+Test(io, accept_and_connect)
+{
+    struct sockaddr_in a;
+    int l = tcp_listener(&a, 8);
+    cr_assert_eq(chan_accept(l, NULL, NULL, 0), -EAGAIN);
+    cr_assert_eq(chan_accept(l, NULL, NULL, 20 * TEST_MS), -ETIMEDOUT);
+    struct sockaddr_in peer;
+    cr_assert_eq(chan_accept(l, (struct sockaddr *)&peer, NULL, 0), -EINVAL);
+    cr_assert_eq(chan_accept(-1, NULL, NULL, 0), -EBADF);
+    cr_assert_eq(chan_connect(-1, (struct sockaddr *)&a, sizeof a, 0), -EBADF);
+
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(chan_connect(c, NULL, 0, 0), -EINVAL);
+    cr_assert_eq(chan_connect(c, (struct sockaddr *)&a, sizeof a,
+                              5000 * TEST_MS), 0);
+    socklen_t plen = sizeof peer;
+    int s = chan_accept(l, (struct sockaddr *)&peer, &plen, 5000 * TEST_MS);
+    cr_assert_geq(s, 0);
+    cr_assert_eq(plen, sizeof peer);
+    cr_assert_eq(peer.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    cr_assert(fcntl(s, F_GETFL) & O_NONBLOCK);
+    cr_assert(fcntl(s, F_GETFD) & FD_CLOEXEC);
+    cr_assert_eq(chan_write(c, "ping", 4, 5000 * TEST_MS), 4);
+    char buf[4];
+    cr_assert_eq(chan_read(s, buf, 4, 5000 * TEST_MS), 4);
+    cr_assert_eq(memcmp(buf, "ping", 4), 0);
+    close(c);
+    close(s);
+    close(l);
+}
+
+Test(io, connect_refused)
+{
+    /* A port bound but not listening refuses connections. */
+    int b = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(b, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(b, (struct sockaddr *)&a, &len), 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(chan_connect(c, (struct sockaddr *)&a, sizeof a,
+                              5000 * TEST_MS), -ECONNREFUSED);
+    close(c);
+    close(b);
+}
+
+Test(io, connect_times_out)
+{
+    /* A listener whose backlog is full drops new SYNs, so a connection
+     * stays in progress.  If the kernel answers anyway, skip. */
+    struct sockaddr_in a;
+    int l = tcp_listener(&a, 0);
+    int socks[16];
+    int n = 0, timed_out = 0;
+    for (; n < 16 && !timed_out; n++) {
+        socks[n] = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_geq(socks[n], 0);
+        int64_t t0 = test_now_ns();
+        int rc = chan_connect(socks[n], (struct sockaddr *)&a, sizeof a,
+                              50 * TEST_MS);
+        if (rc == -ETIMEDOUT) {
+            int64_t dt = test_now_ns() - t0;
+            cr_assert_geq(dt, 50 * TEST_MS);
+            cr_assert_lt(dt, 10000 * TEST_MS);
+            timed_out = 1;
+        } else {
+            cr_assert_eq(rc, 0);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        close(socks[i]);
+    close(l);
+    if (!timed_out)
+        cr_skip_test("the kernel accepted 16 connections on a backlog of 0");
+}
+
+/* ------------------------------------------------------------ many waiters */
+
+Test(io, many_threads_wait_on_one_descriptor)
+{
+    enum { N = 6 };
+    int s[2];
+    make_socketpair(s);
+    fill_pipe(s[0]); /* the socket's send buffer: no room for POLLOUT */
+    struct waiter w[N];
+    pthread_t t[N];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < N; i++) {
+        int ev = i % 3 == 0 ? POLLIN : i % 3 == 1 ? POLLOUT : POLLIN | POLLOUT;
+        t[i] = waiter_start(&w[i], 0, s[0], ev);
+    }
+    /* Data to read: every POLLIN waiter wakes, the POLLOUT ones stay. */
+    cr_assert_eq(write(s[1], "d", 1), 1);
+    for (int i = 0; i < N; i++)
+        if (w[i].events & POLLIN) {
+            test_thread_join(t[i]);
+            cr_assert_eq(w[i].rc, POLLIN);
+        }
+    cr_assert(test_stays_zero(&w[1].done, 50 * TEST_MS));
+    cr_assert(test_stays_zero(&w[4].done, 1 * TEST_MS));
+    /* Room to write: the POLLOUT waiters wake. */
+    char buf[65536];
+    while (read(s[1], buf, sizeof buf) > 0)
+        if (chan_fd_wait(s[0], POLLOUT, 0) > 0)
+            break;
+    for (int i = 0; i < N; i++)
+        if (!(w[i].events & POLLIN)) {
+            test_thread_join(t[i]);
+            cr_assert_eq(w[i].rc, POLLOUT);
+        }
+    close(s[0]);
+    close(s[1]);
+}
+
+/* A task's side of a wait, on a one-worker scheduler. */
+struct task_wait {
+    int fd;
+    int events;
+    int op;             /* 0 fd_wait, 1 read */
+    sem_t *parked;      /* posted by a helper task once this one parked */
+    ssize_t rc;
+    char buf[16];
+};
+
+static void post_parked(void *arg)
+{
+    test_sem_post(arg);
+}
+
+static void task_waiter(void *arg)
+{
+    struct task_wait *tw = arg;
+    /* One worker: the helper runs only once this task has parked. */
+    if (chan_go(NULL, post_parked, tw->parked) != 0)
+        abort();
+    if (tw->op == 0)
+        tw->rc = chan_fd_wait(tw->fd, tw->events, CHAN_FOREVER);
+    else
+        tw->rc = chan_read(tw->fd, tw->buf, sizeof tw->buf, CHAN_FOREVER);
+}
+
+Test(io, many_tasks_and_threads_wait_on_one_descriptor)
+{
+    enum { NT = 8 };
+    int p[2];
+    make_pipe(p);
+    chan_sched_t *s = sched_make(1);
+    sem_t parked;
+    test_sem_init(&parked, 0);
+    struct task_wait tw[NT];
+    for (int i = 0; i < NT; i++) {
+        tw[i] = (struct task_wait){ .fd = p[0], .events = POLLIN,
+                                    .parked = &parked };
+        cr_assert_eq(chan_go(s, task_waiter, &tw[i]), 0);
+        test_sem_wait(&parked);
+    }
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 0, p[0], POLLIN);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    test_thread_join(t);
+    for (int i = 0; i < NT; i++)
+        cr_assert_eq(tw[i].rc, POLLIN);
+    cr_assert_eq(w.rc, POLLIN);
+    chan_sched_free(s);
+    test_sem_destroy(&parked);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* ------------------------------------------------------------ fd_close */
+
+Test(io, fd_close_wakes_every_waiter)
+{
+    int p[2], q[2];
+    make_pipe(p);
+    make_pipe(q);
+    fill_pipe(q[1]);
+    struct sockaddr_in a;
+    int l = tcp_listener(&a, 4);
+    char *big = calloc(1, 1 << 16);
+    cr_assert_not_null(big);
+
+    struct waiter w[5];
+    pthread_t t[5];
+    memset(w, 0, sizeof w);
+    t[0] = waiter_start(&w[0], 0, p[0], POLLIN);
+    t[1] = waiter_start(&w[1], 1, p[0], POLLIN);
+    w[2].wbuf = big;
+    w[2].len = 1 << 16;
+    t[2] = waiter_start(&w[2], 2, q[1], POLLOUT);
+    t[3] = waiter_start(&w[3], 3, l, POLLIN);
+    t[4] = waiter_start(&w[4], 0, p[0], POLLIN | POLLOUT);
+
+    chan_sched_t *s = sched_make(1);
+    sem_t parked;
+    test_sem_init(&parked, 0);
+    struct task_wait tw = { .fd = p[0], .op = 1, .parked = &parked };
+    cr_assert_eq(chan_go(s, task_waiter, &tw), 0);
+    test_sem_wait(&parked);
+
+    cr_assert_eq(chan_fd_close(p[0]), 0);
+    cr_assert_eq(chan_fd_close(q[1]), 0);
+    cr_assert_eq(chan_fd_close(l), 0);
+    for (int i = 0; i < 5; i++) {
+        test_thread_join(t[i]);
+        cr_assert_eq(w[i].rc, -EBADF, "waiter %d: %zd", i, w[i].rc);
+    }
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(tw.rc, -EBADF);
+    /* Closed for real. */
+    cr_assert_eq(fcntl(p[0], F_GETFD), -1);
+    cr_assert_eq(chan_fd_close(p[0]), -EBADF);
+    cr_assert_eq(chan_fd_close(-1), -EBADF);
+    chan_sched_free(s);
+    test_sem_destroy(&parked);
+    close(p[1]);
+    close(q[0]);
+    free(big);
+}
+
+/* ------------------------------------------------------------ reuse */
+
+/* Opens pipes until one has read end number fd (closing the others). */
+static void pipe_at(int fd, int p[2])
+{
+    int keep[64], nkeep = 0;
+    for (;;) {
+        make_pipe(p);
+        if (p[0] == fd)
+            break;
+        cr_assert_lt(nkeep, 62, "could not get descriptor %d again", fd);
+        keep[nkeep++] = p[0];
+        keep[nkeep++] = p[1];
+    }
+    for (int i = 0; i < nkeep; i++)
+        close(keep[i]);
+}
+
+Test(io, reused_number_sees_no_old_readiness)
+{
+    int p[2];
+    make_pipe(p);
+    int num = p[0];
+    /* The old pipe registered, with an edge and data pending. */
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 0, num, POLLIN);
+    cr_assert_eq(write(p[1], "old", 3), 3);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, POLLIN);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 1000 * TEST_MS), POLLIN);
+    close(p[0]);
+    close(p[1]);
+
+    int q[2];
+    pipe_at(num, q);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 0), -EAGAIN);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 30 * TEST_MS), -ETIMEDOUT);
+    char buf[8];
+    cr_assert_eq(chan_read(num, buf, sizeof buf, 30 * TEST_MS), -ETIMEDOUT);
+    /* And the new pipe works normally: a wait is woken by its data. */
+    struct waiter w2 = { 0 };
+    t = waiter_start(&w2, 1, num, POLLIN);
+    cr_assert_eq(write(q[1], "new", 3), 3);
+    test_thread_join(t);
+    cr_assert_eq(w2.rc, 3);
+    cr_assert_eq(memcmp(w2.buf, "new", 3), 0);
+    close(q[0]);
+    close(q[1]);
+}
+
+Test(io, reused_number_while_old_file_lives_on_in_a_dup)
+{
+    int p[2];
+    make_pipe(p);
+    int num = p[0];
+    int dup_old = dup(p[0]); /* keeps the old file, and its epoll entry */
+    cr_assert_geq(dup_old, 0);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 10 * TEST_MS), -ETIMEDOUT);
+    close(p[0]);
+    int q[2];
+    pipe_at(num, q);
+    /* The old file becomes readable: that is not the new one's news. */
+    cr_assert_eq(write(p[1], "old", 3), 3);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 0), -EAGAIN);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 30 * TEST_MS), -ETIMEDOUT);
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 1, num, POLLIN);
+    cr_assert_eq(write(p[1], "old2", 4), 4);
+    cr_assert(test_stays_zero(&w.done, 30 * TEST_MS));
+    cr_assert_eq(write(q[1], "new", 3), 3);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 3);
+    cr_assert_eq(memcmp(w.buf, "new", 3), 0);
+    close(dup_old);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+}
+
+/* ------------------------------------------------------------ tasks */
+
+struct pipe_tasks {
+    int p[2];
+    ssize_t read_rc;
+    ssize_t write_rc;
+    char buf[16];
+};
+
+static void task_reader(void *arg)
+{
+    struct pipe_tasks *pt = arg;
+    pt->read_rc = chan_read(pt->p[0], pt->buf, sizeof pt->buf, 20000 * TEST_MS);
+}
+
+static void task_writer(void *arg)
+{
+    struct pipe_tasks *pt = arg;
+    pt->write_rc = chan_write(pt->p[1], "tasks", 5, 20000 * TEST_MS);
+}
+
+Test(io, task_blocked_on_io_does_not_stop_others)
+{
+    chan_sched_t *s = sched_make(1);
+    struct pipe_tasks pt = { 0 };
+    make_pipe(pt.p);
+    /* The reader first: on one worker the writer runs only because the
+     * reader parked instead of blocking the thread in read(2). */
+    cr_assert_eq(chan_go(s, task_reader, &pt), 0);
+    cr_assert_eq(chan_go(s, task_writer, &pt), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(pt.read_rc, 5);
+    cr_assert_eq(pt.write_rc, 5);
+    cr_assert_eq(memcmp(pt.buf, "tasks", 5), 0);
+    chan_sched_free(s);
+    close(pt.p[0]);
+    close(pt.p[1]);
+}
+
+static void task_timeouts(void *arg)
+{
+    int *p = arg;
+    char b;
+    int64_t t0 = test_now_ns();
+    int ok = chan_read(p[0], &b, 1, 20 * TEST_MS) == -ETIMEDOUT &&
+             chan_fd_wait(p[0], POLLIN, 20 * TEST_MS) == -ETIMEDOUT &&
+             chan_read(p[0], &b, 1, 0) == -EAGAIN &&
+             test_now_ns() - t0 >= 40 * TEST_MS;
+    p[2] = ok;
+}
+
+Test(io, timeouts_in_tasks)
+{
+    chan_sched_t *s = sched_make(1);
+    int p[3];
+    make_pipe(p);
+    p[2] = -1;
+    cr_assert_eq(chan_go(s, task_timeouts, p), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(p[2], 1);
+    chan_sched_free(s);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* 1,000 socketpairs, a pinger and an echoer task on each, every byte
+ * checked. */
+enum { PP_ROUNDS = 3, PP_MSG = 48 };
+
+struct pp {
+    int fd;
+    unsigned id;
+    int ok;
+};
+
+static void pp_echo(void *arg)
+{
+    struct pp *e = arg;
+    char buf[PP_MSG];
+    e->ok = 1;
+    for (int r = 0; r < PP_ROUNDS; r++) {
+        size_t got = 0;
+        while (got < PP_MSG) {
+            ssize_t n = chan_read(e->fd, buf + got, PP_MSG - got,
+                                  60000 * TEST_MS);
+            if (n <= 0) {
+                e->ok = 0;
+                return;
+            }
+            got += (size_t)n;
+        }
+        if (chan_write(e->fd, buf, PP_MSG, 60000 * TEST_MS) != PP_MSG) {
+            e->ok = 0;
+            return;
+        }
+    }
+}
+
+static void pp_ping(void *arg)
+{
+    struct pp *e = arg;
+    char msg[PP_MSG], buf[PP_MSG];
+    e->ok = 1;
+    for (int r = 0; r < PP_ROUNDS; r++) {
+        for (int i = 0; i < PP_MSG; i++)
+            msg[i] = (char)(e->id * 7 + (unsigned)r * 13 + (unsigned)i);
+        if (chan_write(e->fd, msg, PP_MSG, 60000 * TEST_MS) != PP_MSG) {
+            e->ok = 0;
+            return;
+        }
+        size_t got = 0;
+        while (got < PP_MSG) {
+            ssize_t n = chan_read(e->fd, buf + got, PP_MSG - got,
+                                  60000 * TEST_MS);
+            if (n <= 0) {
+                e->ok = 0;
+                return;
+            }
+            got += (size_t)n;
+        }
+        if (memcmp(msg, buf, PP_MSG) != 0)
+            e->ok = 0;
+    }
+}
+
+Test(io, thousand_tasks_on_their_own_socketpairs, .timeout = 120)
+{
+    long npairs = test_scaled(1000, 10);
+    if (UNDER_TSAN && npairs > 100)
+        npairs = 100; /* each live task is a TSan fiber with its own state */
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rlim_t need = (rlim_t)(2 * npairs + 64);
+    if (rl.rlim_cur < need) {
+        rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_cur < need)
+            cr_skip_test("RLIMIT_NOFILE allows %lu descriptors, %lu needed",
+                         (unsigned long)rl.rlim_cur, (unsigned long)need);
+    }
+    struct pp *e = calloc((size_t)npairs * 2, sizeof *e);
+    cr_assert_not_null(e);
+    chan_sched_t *s = sched_make(2);
+    for (long i = 0; i < npairs; i++) {
+        int sp[2];
+        make_socketpair(sp);
+        e[2 * i] = (struct pp){ .fd = sp[0], .id = (unsigned)i };
+        e[2 * i + 1] = (struct pp){ .fd = sp[1], .id = (unsigned)i };
+        cr_assert_eq(chan_go(s, pp_ping, &e[2 * i]), 0);
+        cr_assert_eq(chan_go(s, pp_echo, &e[2 * i + 1]), 0);
+    }
+    cr_assert_eq(chan_sched_wait(s), 0);
+    for (long i = 0; i < 2 * npairs; i++) {
+        cr_assert_eq(e[i].ok, 1, "task %ld failed", i);
+        close(e[i].fd);
+    }
+    chan_sched_free(s);
+    free(e);
+}
+
+/* ------------------------------------------------------------ fork */
+
+Test(io, fork_while_the_poller_runs)
+{
+    if (UNDER_TSAN)
+        cr_skip_test("ThreadSanitizer cannot start threads after a fork");
+    int p[2];
+    make_pipe(p);
+    /* A thread of the parent waits, so the poller runs at the fork. */
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 1, p[0], POLLIN);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int q[2];
+        char b[4];
+        int ok = pipe(q) == 0;
+        ok = ok && chan_read(q[0], b, 1, 30 * TEST_MS) == -ETIMEDOUT;
+        ok = ok && chan_fd_wait(q[0], POLLIN, 0) == -EAGAIN;
+        ok = ok && write(q[1], "c", 1) == 1;
+        ok = ok && chan_fd_wait(q[0], POLLIN, 5000 * TEST_MS) == POLLIN;
+        ok = ok && chan_read(q[0], b, 4, 5000 * TEST_MS) == 1 && b[0] == 'c';
+        /* The inherited pipe, too. */
+        ok = ok && chan_read(p[0], b, 1, 30 * TEST_MS) == -ETIMEDOUT;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child status %#x", status);
+    /* The parent's waiter was not disturbed. */
+    cr_assert_eq(atomic_load(&w.done), 0);
+    cr_assert_eq(write(p[1], "p", 1), 1);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 1);
+    cr_assert_eq(w.buf[0], 'p');
+    close(p[0]);
+    close(p[1]);
+}
