@@ -932,7 +932,7 @@ static void pp_ping(void *arg)
     }
 }
 
-Test(io, thousand_tasks_on_their_own_socketpairs, .timeout = 120)
+Test(io, thousand_tasks_on_their_own_socketpairs)
 {
     long npairs = test_scaled(1000, 10);
     if (UNDER_TSAN && npairs > 100)
