@@ -269,11 +269,22 @@ typedef struct chan_case {
  * Returns the index of the chosen case; -EAGAIN when timeout_ns == 0 and no
  * case is ready (Go's default:); -ETIMEDOUT when a positive timeout expires;
  * -EINVAL for bad arguments (cases NULL with ncases > 0, an op other than
- * CHAN_RECV or CHAN_SEND in any case, disabled ones included, a NULL elem
- * on a send case whose channel has elem_size > 0), in which case nothing
- * is performed; -ENOMEM if a select of very many cases cannot
+ * CHAN_RECV, CHAN_SEND or CHAN_FD in any case, disabled ones included, a
+ * NULL elem on a send case whose channel has elem_size > 0, an enabled
+ * CHAN_FD case whose events have neither POLLIN nor POLLOUT), in which
+ * case nothing is performed; -ENOMEM if a select of very many cases cannot
  * allocate its bookkeeping.  With ncases == 0 or only disabled cases it waits
  * out the timeout (forever for CHAN_FOREVER, like Go's empty select {}).
+ *
+ * A CHAN_FD case (CHAN_FD_CASE(fd, events)) waits for a descriptor: it is
+ * ready when fd is ready for one of events, exactly as chan_fd_wait would
+ * report, and takes part in the random choice like any other case.
+ * Choosing it performs nothing and sets result to the ready events (a
+ * positive mask, with POLLERR and POLLHUP reported unasked) or to -EBADF
+ * (fd is not open, or was closed with chan_fd_close while waiting).  Its
+ * ch and elem are ignored; fd < 0 disables it, as in poll(2).  It does not
+ * change the descriptor's mode.  A select with CHAN_FD cases may also
+ * return -ENOMEM if the poller cannot be started.
  */
 CHAN_EXPORT int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns);
 

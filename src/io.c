@@ -51,20 +51,26 @@ static int nonblock(int fd)
     return rc;
 }
 
+int chan__fd_poll(struct pollfd *p, unsigned long n)
+{
+    int saved = errno;
+    int r;
+    do
+        r = poll(p, (nfds_t)n, 0);
+    while (r < 0 && errno == EINTR);
+    int e = errno;
+    errno = saved;
+    return r < 0 ? -e : r;
+}
+
 /* poll(2) of fd for events without waiting: revents (> 0), 0 if not
  * ready, -EBADF if fd is not open. */
 static int poll_now(int fd, int events)
 {
     struct pollfd p = { .fd = fd, .events = (short)events };
-    int saved = errno;
-    int n;
-    do
-        n = poll(&p, 1, 0);
-    while (n < 0 && errno == EINTR);
-    int e = errno;
-    errno = saved;
+    int n = chan__fd_poll(&p, 1);
     if (n < 0)
-        return -e;
+        return n;
     if (n == 0)
         return 0;
     if (p.revents & POLLNVAL)

@@ -132,6 +132,12 @@ CHAN_INTERNAL void chan__pd_close(int fd);
  */
 CHAN_INTERNAL int chan__netpoll_poll(int64_t timeout_ns);
 
+/*
+ * chan__fd_poll - poll(2) the n entries of p without waiting (io.c),
+ * retrying on EINTR.  Returns the number ready or a negative errno.
+ */
+CHAN_INTERNAL int chan__fd_poll(struct pollfd *p, unsigned long n);
+
 /* ---------------------------------------------------------------- backend */
 
 /* One readiness event from the backend. */

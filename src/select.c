@@ -28,8 +28,16 @@
  * Locking.  Channel locks in ascending address order, each once; released
  * in reverse (src/internal.h).  No lock is held while parked.
  *
+ * Descriptors.  A select with CHAN_FD cases takes its own path,
+ * select_mixed() at the end of this file: the same passes without the
+ * lock-free first look, with the descriptors polled (poll(2)) where the
+ * channels are checked and a waiter queued on each descriptor's poller
+ * state (netpoll.h) beside the channel waiters, all sharing one sel.
+ * Channel-only selects never reach it.
+ *
  * Lifetimes.  The sel is on this stack frame, and so are the waiters of a
- * select of up to SELECT_STACK_CASES enabled cases; a larger one allocates
+ * select of up to SELECT_STACK_CASES enabled cases (MIXED_STACK_CASES for
+ * one with descriptor cases); a larger one allocates
  * them, with its other scratch, and frees them just before returning.
  * Peers may read a linked waiter under its channel's lock until pass 3 has
  * unlinked it, which is why pass 3 relocks every channel, even after a
@@ -45,6 +53,7 @@
 
 #include "chan_impl.h"
 #include "clock.h"
+#include "netpoll.h"
 #include "park.h"
 #include "waitq.h"
 
@@ -175,16 +184,26 @@ static void unlock_all(chan_case_t *cases, const int *lock, size_t n)
     }
 }
 
-/* Checks every case; returns the number of enabled ones or -EINVAL. */
-static long check_cases(const chan_case_t *cases, size_t ncases)
+/* Checks every case; returns the number of enabled channel cases, and
+ * of enabled descriptor cases in *nfd, or -EINVAL. */
+static long check_cases(const chan_case_t *cases, size_t ncases, size_t *nfd)
 {
     if (ncases > 0 && !cases)
         return -EINVAL;
     if (ncases > (size_t)INT_MAX)
         return -EINVAL;
     long enabled = 0;
+    *nfd = 0;
     for (size_t i = 0; i < ncases; i++) {
         const chan_case_t *c = &cases[i];
+        if (c->op == CHAN_FD) { /* ch and elem ignored; fd < 0 disables */
+            if (c->fd < 0)
+                continue;
+            if (!(c->events & (POLLIN | POLLOUT)))
+                return -EINVAL;
+            (*nfd)++;
+            continue;
+        }
         if (c->op != CHAN_RECV && c->op != CHAN_SEND)
             return -EINVAL;
         if (!c->ch)
@@ -375,11 +394,17 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     return sel.fired;
 }
 
+static int select_mixed(chan_case_t *cases, size_t ncases, size_t nch,
+                        size_t nfd, int64_t timeout_ns);
+
 int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
 {
-    long enabled = check_cases(cases, ncases);
+    size_t nfd;
+    long enabled = check_cases(cases, ncases, &nfd);
     if (enabled < 0)
         return (int)enabled;
+    if (CHAN_UNLIKELY(nfd > 0))
+        return select_mixed(cases, ncases, (size_t)enabled, nfd, timeout_ns);
     if (enabled == 0)
         return wait_nothing(timeout_ns);
 
@@ -402,7 +427,7 @@ int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
     /* Inside-out Fisher-Yates: a uniformly random poll order. */
     size_t m = 0;
     for (size_t i = 0; i < ncases; i++) {
-        if (!cases[i].ch)
+        if (!cases[i].ch || cases[i].op == CHAN_FD)
             continue;
         uint32_t j = rng_below((uint32_t)m + 1);
         s.poll[m] = s.poll[j];
@@ -413,6 +438,295 @@ int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
     sort_by_chan(cases, s.lock, n);
 
     int rc = select_cases(cases, &s, n, timeout_ns);
+    free(heap);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- FD cases */
+
+/* One CHAN_FD case of a mixed select. */
+struct fdcase {
+    chan__pd_t *pd;          /* NULL for a select that does not wait */
+    chan__pd_snap_t snap;    /* taken before the descriptors are polled */
+    chan__fdwaiter_t w;
+    int err;                 /* why queueing failed (-EBADF: closed), or 0 */
+};
+
+/* Enabled cases handled with stack storage by select_mixed. */
+enum { MIXED_STACK_CASES = 8 };
+
+/*
+ * Scratch of a mixed select.  poll[] holds every enabled case in random
+ * order: a channel case as its index k, descriptor case j as -(j + 1);
+ * ch.poll the channel cases alone in the same order, ch.lock them in lock
+ * order, and ch.waiters[i] is the waiter of ch.poll[i]; pfd[j] and fdc[j]
+ * describe descriptor case j, of index fdk[j].
+ */
+struct mixed {
+    struct scratch ch;
+    int *poll;
+    int *fdk;
+    struct pollfd *pfd;
+    struct fdcase *fdc;
+};
+
+/* The ready events of descriptor case j after a poll: > 0, -EBADF for a
+ * descriptor that is not open, 0 if not ready. */
+static int fd_revents(const struct mixed *m, size_t j)
+{
+    if (m->fdc[j].err)
+        return m->fdc[j].err;
+    short r = m->pfd[j].revents;
+    return r & POLLNVAL ? -EBADF : r;
+}
+
+/* Polls every descriptor case: 0, or a negative errno of poll(2). */
+static int poll_fds(struct mixed *m, size_t nfd)
+{
+    int n = chan__fd_poll(m->pfd, nfd);
+    return n < 0 ? n : 0;
+}
+
+/* One of the descriptor cases that are ready after a poll, chosen at
+ * random; -1 if none is. */
+static int pick_ready_fd(const struct mixed *m, size_t nfd)
+{
+    size_t seen = 0;
+    int pick = -1;
+    for (size_t j = 0; j < nfd; j++)
+        if (fd_revents(m, j) != 0 && rng_below((uint32_t)++seen) == 0)
+            pick = (int)j;
+    return pick;
+}
+
+/*
+ * Pass 1 of a mixed select, channels locked: performs the first ready case
+ * in poll order (a descriptor case is ready if the poll before the locking
+ * said so) and returns its index, having unlocked everything; -1 (still
+ * locked) if none is ready.
+ */
+static int poll_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
+                      size_t nall)
+{
+    for (size_t i = 0; i < nall; i++) {
+        int k = m->poll[i];
+        if (k >= 0) {
+            chan_case_t *c = &cases[k];
+            chan__parker_t *wake = NULL;
+            int rc = c->op == CHAN_SEND ? chan__send_now(c->ch, c->elem, &wake)
+                                        : chan__recv_now(c->ch, c->elem, &wake);
+            if (rc == 0)
+                continue;
+            unlock_all(cases, m->ch.lock, nch);
+            if (wake)
+                chan__unpark(wake);
+            c->result = rc < 0 ? rc : 0;
+            return k;
+        }
+        size_t j = (size_t)(-k - 1);
+        int r = fd_revents(m, j);
+        if (r != 0) {
+            unlock_all(cases, m->ch.lock, nch);
+            cases[m->fdk[j]].result = r;
+            return m->fdk[j];
+        }
+    }
+    return -1;
+}
+
+/* Unlinks every waiter of a mixed select that is still queued. */
+static void dequeue_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
+                          size_t nfd)
+{
+    lock_all(cases, m->ch.lock, nch);
+    for (size_t i = 0; i < nch; i++) {
+        int k = m->ch.poll[i];
+        chan__waitq_remove(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
+                                                    : &cases[k].ch->recvq,
+                           &m->ch.waiters[i]);
+    }
+    unlock_all(cases, m->ch.lock, nch);
+    for (size_t j = 0; j < nfd; j++)
+        if (m->fdc[j].pd)
+            chan__pd_dequeue(m->fdc[j].pd, &m->fdc[j].w);
+}
+
+/*
+ * The select of mixed channel and descriptor cases.  A descriptor case
+ * is chosen when poll(2) reports it ready, with result its revents.  The
+ * poller's wakeup only says that the descriptor may be ready: it is
+ * polled again, and if it is not ready after all (another reader took the
+ * data), the select starts over with the same deadline.
+ */
+static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
+                              size_t nfd, int64_t timeout_ns)
+{
+    size_t nall = nch + nfd;
+    int64_t deadline = chan__deadline(timeout_ns);
+    if (timeout_ns != 0) {
+        for (size_t j = 0; j < nfd; j++) {
+            int rc = chan__pd_get(cases[m->fdk[j]].fd, &m->fdc[j].pd);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    for (;;) {
+        for (size_t j = 0; j < nfd; j++) {
+            m->fdc[j].err = 0;
+            if (m->fdc[j].pd)
+                chan__pd_snap(m->fdc[j].pd, &m->fdc[j].snap);
+        }
+        int rc = poll_fds(m, nfd);
+        if (rc < 0)
+            return rc;
+        lock_all(cases, m->ch.lock, nch);
+        int ready_case = poll_mixed(cases, m, nch, nall);
+        if (ready_case >= 0)
+            return ready_case;
+        if (timeout_ns == 0) {
+            unlock_all(cases, m->ch.lock, nch);
+            return -EAGAIN;
+        }
+        /* As in select_cases: freeze, then look at the channels again. */
+        int froze = 0;
+        for (size_t i = 0; i < nch; i++) {
+            chan_case_t *c = &cases[m->ch.lock[i]];
+            if (c->ch->cap > 1)
+                froze |= chan__freeze_for(c->ch, c->op == CHAN_SEND);
+        }
+        if (froze && (ready_case = poll_cases(cases, &m->ch, nch)) >= 0)
+            return ready_case;
+
+        /* Pass 2: a waiter on every channel, in poll order as in
+         * select_cases, then on every descriptor. */
+        chan__sel_t sel;
+        chan__sel_init(&sel);
+        for (size_t i = 0; i < nch; i++) {
+            int k = m->ch.poll[i];
+            chan__waiter_t *w = &m->ch.waiters[i];
+            w->sel = &sel;
+            w->elem = cases[k].elem;
+            w->index = k;
+            chan__waitq_push(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
+                                                      : &cases[k].ch->recvq,
+                             w);
+        }
+        unlock_all(cases, m->ch.lock, nch);
+        int recheck = 0;
+        for (size_t j = 0; j < nfd; j++) {
+            chan_case_t *c = &cases[m->fdk[j]];
+            chan__fdwaiter_t *w = &m->fdc[j].w;
+            w->sel = &sel;
+            w->index = m->fdk[j];
+            w->dirs = (c->events & POLLIN ? CHAN_PD_IN : 0) |
+                      (c->events & POLLOUT ? CHAN_PD_OUT : 0);
+            w->queued = 0;
+            /* Not queued: an edge came (poll again below), or an error,
+             * which makes the case ready with it (-EBADF: chan_fd_close). */
+            int q = chan__pd_queue(m->fdc[j].pd, c->fd, w, &m->fdc[j].snap);
+            if (q != 0)
+                recheck = 1;
+            if (q < 0)
+                m->fdc[j].err = q;
+        }
+        int fired = -1;
+        if (recheck && poll_fds(m, nfd) == 0 &&
+            (fired = pick_ready_fd(m, nfd)) >= 0) {
+            if (chan__sel_cancel(&sel)) {
+                /* Ours: nobody else will complete a case. */
+                dequeue_mixed(cases, m, nch, nfd);
+                cases[m->fdk[fired]].result = fd_revents(m, (size_t)fired);
+                return m->fdk[fired];
+            }
+            fired = -1; /* a peer won meanwhile: take its wakeup */
+        }
+        rc = chan__sel_wait(&sel, deadline);
+
+        /* Pass 3: unlink the losers. */
+        dequeue_mixed(cases, m, nch, nfd);
+        if (rc != 0)
+            return rc;
+        chan_case_t *c = &cases[sel.fired];
+        if (c->op != CHAN_FD || sel.result < 0) {
+            c->result = sel.result;
+            return sel.fired;
+        }
+        int r = 0;
+        for (size_t j = 0; j < nfd; j++) {
+            if (m->fdk[j] != sel.fired)
+                continue;
+            struct pollfd one = m->pfd[j];
+            if (chan__fd_poll(&one, 1) > 0)
+                r = one.revents & POLLNVAL ? -EBADF : one.revents;
+        }
+        if (r != 0) {
+            c->result = r;
+            return sel.fired;
+        }
+        /* Not ready after all: start over, same deadline. */
+    }
+}
+
+static int select_mixed(chan_case_t *cases, size_t ncases, size_t nch,
+                        size_t nfd, int64_t timeout_ns)
+{
+    size_t nall = nch + nfd;
+    int poll_buf[MIXED_STACK_CASES], chpoll_buf[MIXED_STACK_CASES],
+        lock_buf[MIXED_STACK_CASES], fdk_buf[MIXED_STACK_CASES];
+    chan__waiter_t waiter_buf[MIXED_STACK_CASES];
+    struct pollfd pfd_buf[MIXED_STACK_CASES];
+    struct fdcase fdc_buf[MIXED_STACK_CASES];
+    struct mixed m = { { chpoll_buf, lock_buf, waiter_buf }, poll_buf,
+                       fdk_buf, pfd_buf, fdc_buf };
+    void *heap = NULL;
+    if (nall > MIXED_STACK_CASES) {
+        int saved_errno = errno; /* malloc sets it; this API does not */
+        heap = malloc(nch * sizeof(chan__waiter_t) +
+                      nfd * (sizeof(struct fdcase) + sizeof(struct pollfd)) +
+                      (nall + 2 * nch + nfd) * sizeof(int));
+        if (!heap) {
+            errno = saved_errno;
+            return -ENOMEM;
+        }
+        m.ch.waiters = heap;
+        m.fdc = (struct fdcase *)(m.ch.waiters + nch);
+        m.pfd = (struct pollfd *)(m.fdc + nfd);
+        m.poll = (int *)(m.pfd + nfd);
+        m.ch.poll = m.poll + nall;
+        m.ch.lock = m.ch.poll + nch;
+        m.fdk = m.ch.lock + nch;
+    }
+
+    /* Inside-out Fisher-Yates over every enabled case, as chan_select. */
+    size_t n = 0, nc = 0, nf = 0;
+    for (size_t i = 0; i < ncases; i++) {
+        int code;
+        if (cases[i].op == CHAN_FD) {
+            if (cases[i].fd < 0)
+                continue;
+            m.fdk[nf] = (int)i;
+            m.pfd[nf] = (struct pollfd){ .fd = cases[i].fd,
+                                         .events = (short)(cases[i].events &
+                                                           (POLLIN | POLLOUT)) };
+            m.fdc[nf].pd = NULL;
+            code = -(int)++nf;
+        } else {
+            if (!cases[i].ch)
+                continue;
+            m.ch.lock[nc++] = (int)i;
+            code = (int)i;
+        }
+        uint32_t j = rng_below((uint32_t)n + 1);
+        m.poll[n] = m.poll[j];
+        m.poll[j] = code;
+        n++;
+    }
+    for (size_t i = 0, c = 0; i < nall; i++)
+        if (m.poll[i] >= 0)
+            m.ch.poll[c++] = m.poll[i];
+    sort_by_chan(cases, m.ch.lock, nch);
+
+    int rc = select_cases_mixed(cases, &m, nch, nfd, timeout_ns);
     free(heap);
     return rc;
 }

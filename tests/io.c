@@ -1007,3 +1007,282 @@ Test(io, fork_while_the_poller_runs)
     close(p[0]);
     close(p[1]);
 }
+
+/* ------------------------------------------------------------ select */
+
+Test(io, select_fd_case_return_codes)
+{
+    int p[2];
+    make_pipe(p);
+    chan_case_t c[1] = { CHAN_FD_CASE(p[0], POLLIN) };
+    cr_assert_eq(chan_select(c, 1, 0), -EAGAIN);
+    cr_assert_eq(chan_select(c, 1, 20 * TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    c[0].result = 12345;
+    cr_assert_eq(chan_select(c, 1, 0), 0);
+    cr_assert_eq(c[0].result, POLLIN);
+    c[0].result = 12345;
+    cr_assert_eq(chan_select(c, 1, CHAN_FOREVER), 0);
+    cr_assert_eq(c[0].result, POLLIN);
+    /* Both directions asked, POLLHUP reported unasked. */
+    close(p[1]);
+    chan_case_t both[1] = { CHAN_FD_CASE(p[0], POLLIN | POLLOUT) };
+    cr_assert_eq(chan_select(both, 1, CHAN_FOREVER), 0);
+    cr_assert(both[0].result & POLLHUP, "result %#x", both[0].result);
+    close(p[0]);
+    /* A descriptor that is not open is ready, with -EBADF. */
+    c[0].result = 0;
+    cr_assert_eq(chan_select(c, 1, 0), 0);
+    cr_assert_eq(c[0].result, -EBADF);
+    cr_assert_eq(chan_select(c, 1, CHAN_FOREVER), 0);
+    cr_assert_eq(c[0].result, -EBADF);
+}
+
+Test(io, select_fd_case_bad_and_disabled)
+{
+    int p[2];
+    make_pipe(p);
+    chan_t *ch = chan_make(sizeof(int), 4);
+    int v = 7;
+    /* A bad FD case fails the whole select: the send is not performed. */
+    chan_case_t bad[2] = { CHAN_SEND_CASE(ch, &v), CHAN_FD_CASE(p[0], 0) };
+    cr_assert_eq(chan_select(bad, 2, 0), -EINVAL);
+    bad[1].events = POLLERR;
+    cr_assert_eq(chan_select(bad, 2, CHAN_FOREVER), -EINVAL);
+    cr_assert_eq(chan_len(ch), 0);
+    /* fd < 0 disables a case; its ch and elem are ignored. */
+    chan_case_t off[2] = { CHAN_FD_CASE(-1, POLLIN), CHAN_SEND_CASE(ch, &v) };
+    off[0].ch = (chan_t *)(uintptr_t)0x10; /* garbage, never touched */
+    off[0].elem = (void *)(uintptr_t)0x20;
+    cr_assert_eq(chan_select(off, 2, 0), 1);
+    cr_assert_eq(chan_len(ch), 1);
+    cr_assert_eq(chan_select(off, 1, 0), -EAGAIN);
+    cr_assert_eq(chan_select(off, 1, 10 * TEST_MS), -ETIMEDOUT);
+    /* An enabled FD case with a garbage ch: still only the descriptor. */
+    chan_case_t fdc[2] = { CHAN_FD_CASE(p[1], POLLOUT), CHAN_RECV_CASE(NULL, NULL) };
+    fdc[0].ch = (chan_t *)(uintptr_t)0x10;
+    cr_assert_eq(chan_select(fdc, 2, 0), 0);
+    cr_assert_eq(fdc[0].result, POLLOUT);
+    chan_release(ch);
+    close(p[0]);
+    close(p[1]);
+}
+
+struct sel_waiter {
+    chan_case_t c[2];
+    int64_t timeout;
+    sem_t about;
+    long tid;
+    atomic_int done;
+    int rc;
+};
+
+static void *sel_waiter_main(void *arg)
+{
+    struct sel_waiter *w = arg;
+    w->tid = test_gettid();
+    test_sem_post(&w->about);
+    w->rc = chan_select(w->c, 2, w->timeout);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static pthread_t sel_waiter_start(struct sel_waiter *w)
+{
+    atomic_store(&w->done, 0);
+    test_sem_init(&w->about, 0);
+    pthread_t t = test_thread_start(sel_waiter_main, w);
+    test_sem_wait(&w->about);
+    cr_assert(test_wait_blocked(w->tid, &w->done), "select returned early");
+    return t;
+}
+
+Test(io, select_waits_for_descriptor_or_channel)
+{
+    int p[2];
+    make_pipe(p);
+    chan_t *ch = chan_make(sizeof(int), 0);
+    int got = 0;
+    struct sel_waiter w = { .timeout = CHAN_FOREVER };
+    w.c[0] = CHAN_RECV_CASE(ch, &got);
+    w.c[1] = CHAN_FD_CASE(p[0], POLLIN);
+
+    /* The descriptor becomes ready. */
+    pthread_t t = sel_waiter_start(&w);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 1);
+    cr_assert_eq(w.c[1].result, POLLIN);
+    char b;
+    cr_assert_eq(read(p[0], &b, 1), 1);
+
+    /* A channel peer comes first: the descriptor case is left alone. */
+    t = sel_waiter_start(&w);
+    int v = 42;
+    cr_assert_eq(chan_send(ch, &v), 0);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 0);
+    cr_assert_eq(got, 42);
+    cr_assert_eq(w.c[0].result, 0);
+    /* ... and a later edge finds no stale waiter of that select. */
+    cr_assert_eq(write(p[1], "y", 1), 1);
+    cr_assert_eq(chan_fd_wait(p[0], POLLIN, 0), POLLIN);
+
+    /* A timeout ends it. */
+    cr_assert_eq(read(p[0], &b, 1), 1);
+    w.timeout = 20 * TEST_MS;
+    int64_t t0 = test_now_ns();
+    cr_assert_eq(chan_select(w.c, 2, w.timeout), -ETIMEDOUT);
+    cr_assert_geq(test_now_ns() - t0, 20 * TEST_MS);
+
+    /* chan_fd_close chooses the case with -EBADF. */
+    w.timeout = CHAN_FOREVER;
+    t = sel_waiter_start(&w);
+    cr_assert_eq(chan_fd_close(p[0]), 0);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 1);
+    cr_assert_eq(w.c[1].result, -EBADF);
+    chan_release(ch);
+    close(p[1]);
+}
+
+Test(io, select_fd_and_channel_cases_are_fair)
+{
+    int rounds = (int)test_scaled(1000, 200);
+    int p[2];
+    make_pipe(p);
+    cr_assert_eq(write(p[1], "x", 1), 1); /* stays readable */
+    chan_t *ch = chan_make(sizeof(int), 1);
+    int v = 1, got;
+    int count[3] = { 0 };
+    for (int i = 0; i < rounds; i++) {
+        if (chan_len(ch) == 0)
+            cr_assert_eq(chan_send(ch, &v), 0);
+        chan_case_t c[3] = { CHAN_FD_CASE(p[0], POLLIN),
+                             CHAN_RECV_CASE(ch, &got),
+                             CHAN_FD_CASE(p[1], POLLOUT) };
+        int k = chan_select(c, 3, i % 2 ? CHAN_FOREVER : 0);
+        cr_assert(k >= 0 && k < 3, "select returned %d", k);
+        if (k == 0)
+            cr_assert_eq(c[0].result, POLLIN);
+        if (k == 2)
+            cr_assert_eq(c[2].result, POLLOUT);
+        count[k]++;
+    }
+    for (int k = 0; k < 3; k++)
+        cr_assert_gt(count[k], rounds / 10, "case %d chosen %d times of %d",
+                     k, count[k], rounds);
+    chan_release(ch);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* Several selects on one pipe, one byte at a time: a select woken for a
+ * byte that another took goes back to waiting, never returning "ready"
+ * with nothing ready. */
+struct sel_reader {
+    int fd;
+    atomic_int *total;
+    int bad;
+};
+
+static void *sel_reader_main(void *arg)
+{
+    struct sel_reader *r = arg;
+    for (;;) {
+        chan_case_t c[1] = { CHAN_FD_CASE(r->fd, POLLIN) };
+        int k = chan_select(c, 1, 20000 * TEST_MS);
+        if (k != 0 || c[0].result <= 0 ||
+            !(c[0].result & (POLLIN | POLLHUP))) {
+            r->bad = 1;
+            return NULL;
+        }
+        char b;
+        ssize_t n = chan_read(r->fd, &b, 1, 0);
+        if (n == 1)
+            atomic_fetch_add(r->total, 1);
+        else if (n == 0)
+            return NULL; /* end of file */
+        else if (n != -EAGAIN)
+            r->bad = 1;
+    }
+}
+
+Test(io, selects_share_a_descriptor_without_false_readiness)
+{
+    enum { NR = 4 };
+    int bytes = (int)test_scaled(300, 50);
+    int p[2];
+    make_pipe(p);
+    atomic_int total = 0;
+    struct sel_reader r[NR];
+    pthread_t t[NR];
+    for (int i = 0; i < NR; i++) {
+        r[i] = (struct sel_reader){ .fd = p[0], .total = &total };
+        t[i] = test_thread_start(sel_reader_main, &r[i]);
+    }
+    for (int i = 0; i < bytes; i++) {
+        cr_assert_eq(write(p[1], "b", 1), 1);
+        if (i % 16 == 0)
+            test_sleep_ns(TEST_MS / 4);
+    }
+    while (atomic_load(&total) < bytes)
+        test_sleep_ns(TEST_MS);
+    close(p[1]);
+    for (int i = 0; i < NR; i++) {
+        test_thread_join(t[i]);
+        cr_assert_eq(r[i].bad, 0, "reader %d", i);
+    }
+    cr_assert_eq(atomic_load(&total), bytes);
+    close(p[0]);
+}
+
+struct task_sel {
+    int fd;
+    chan_t *quit;
+    int rc;
+    int result;
+};
+
+static void task_select_fd(void *arg)
+{
+    struct task_sel *ts = arg;
+    chan_case_t c[2] = { CHAN_FD_CASE(ts->fd, POLLIN),
+                         CHAN_RECV_CASE(ts->quit, NULL) };
+    ts->rc = chan_select(c, 2, 10000 * TEST_MS);
+    ts->result = ts->rc >= 0 ? c[ts->rc].result : 0;
+}
+
+static void task_write_one(void *arg)
+{
+    int fd = *(int *)arg;
+    if (chan_write(fd, "t", 1, 0) != 1)
+        abort();
+}
+
+Test(io, select_on_descriptor_in_tasks)
+{
+    chan_sched_t *s = sched_make(1);
+    int p[2];
+    make_pipe(p);
+    chan_t *quit = chan_make(0, 0);
+    struct task_sel a = { .fd = p[0], .quit = quit };
+    cr_assert_eq(chan_go(s, task_select_fd, &a), 0);
+    cr_assert_eq(chan_go(s, task_write_one, &p[1]), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(a.rc, 0);
+    cr_assert_eq(a.result, POLLIN);
+    /* The quit channel wins when the descriptor stays quiet. */
+    char b;
+    cr_assert_eq(read(p[0], &b, 1), 1);
+    struct task_sel q = { .fd = p[0], .quit = quit };
+    cr_assert_eq(chan_go(s, task_select_fd, &q), 0);
+    cr_assert_eq(chan_close(quit), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(q.rc, 1);
+    cr_assert_eq(q.result, -EPIPE);
+    chan_sched_free(s);
+    chan_release(quit);
+    close(p[0]);
+    close(p[1]);
+}
