@@ -629,16 +629,20 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
             if (q < 0)
                 m->fdc[j].err = q;
         }
-        int fired = -1;
-        if (recheck && poll_fds(m, nfd) == 0 &&
-            (fired = pick_ready_fd(m, nfd)) >= 0) {
-            if (chan__sel_cancel(&sel)) {
-                /* Ours: nobody else will complete a case. */
-                dequeue_mixed(cases, m, nch, nfd);
-                cases[m->fdk[fired]].result = fd_revents(m, (size_t)fired);
-                return m->fdk[fired];
+        /* A descriptor that was not queued would never wake us: take the
+         * sel back, and either choose a descriptor that is ready now or
+         * start over.  If a peer has claimed the sel meanwhile, its
+         * wakeup is on the way: take that instead. */
+        if (recheck && chan__sel_cancel(&sel)) {
+            dequeue_mixed(cases, m, nch, nfd);
+            if ((rc = poll_fds(m, nfd)) < 0)
+                return rc;
+            int j = pick_ready_fd(m, nfd);
+            if (j >= 0) {
+                cases[m->fdk[j]].result = fd_revents(m, (size_t)j);
+                return m->fdk[j];
             }
-            fired = -1; /* a peer won meanwhile: take its wakeup */
+            continue;
         }
         rc = chan__sel_wait(&sel, deadline);
 
