@@ -271,6 +271,82 @@ optional have_glib  check glib_consumer "3 500 64"   call loop_ok glib_consumer 
 optional have_glib  check glib_consumer "8 300 1"    call loop_ok glib_consumer 8 300
 optional have_glib  check glib_consumer "1 0"        call loop_ok glib_consumer 1 0
 optional have_glib  check glib_consumer "x"          status 2
+# ---- I/O (echo_tasks, fetch_threads)
+
+# Bytes the echo_tasks self-test clients send (and get back): client i
+# sends three messages of 1 + (i * 997 + m * 631) % 3000 bytes.
+echo_bytes() {
+    awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) for (m = 0; m < 3; m++) s += 1 + (i * 997 + m * 631) % 3000; print s }'
+}
+
+# echo_tasks --self-test N: every client echoed, the idle one closed, the
+# signal seen, exact counts, bye.
+echo_ok() {
+    out="$1" n="$2"
+    want="listening on 127.0.0.1:[0-9]+
+clients: $n of $n echoed exactly; idle client closed by the server
+received SIGTERM: shutting down
+served $((n + 1)) connections, echoed $(echo_bytes "$n") bytes, closed 1 idle
+bye"
+    printf '%s\n' "$out" | awk -v want="$want" '
+        { got = got (NR > 1 ? "\n" : "") $0 }
+        END { n = split(want, w, "\n"); split(got, g, "\n")
+              for (i = 1; i <= n; i++) if (g[i] !~ ("^" w[i] "$")) { print "line " i ": " g[i]; exit 1 }
+              if (NR != n) { print NR " lines, want " n; exit 1 } }'
+}
+
+check echo_tasks    "--self-test 4 --idle-ms 100" call echo_ok 4
+check echo_tasks    "--self-test 1 --idle-ms 50"  call echo_ok 1
+check echo_tasks    "--idle-ms"                   status 2
+check echo_tasks    "--client 0 1"                status 2
+check fetch_threads "4"  exact "fetch 1: 1000 bytes ok\nfetch 2: 2000 bytes ok\nfetch 3: 3000 bytes ok\nfetch 4: 4000 bytes ok\nslow, 50 ms timeout: timed out\nslow, no timeout: cancelled by quit\ndone: 4 of 4 fetched"
+check fetch_threads "1"  exact "fetch 1: 1000 bytes ok\nslow, 50 ms timeout: timed out\nslow, no timeout: cancelled by quit\ndone: 1 of 1 fetched"
+check fetch_threads "0"  status 2
+
+# echo_tasks as a real server: a client run, then SIGTERM from outside.
+echo_server_check() {
+    label="echo_tasks server + --client, then SIGTERM"
+    prog="$builddir/examples/echo_tasks"
+    log=$(mktemp "${TMPDIR:-/tmp}/echo.XXXXXX") || return
+    # shellcheck disable=SC2086
+    $runner "$prog" --port 0 --idle-ms 2000 >"$log" 2>"$tmp_err" &
+    pid=$!
+    port=""
+    i=0
+    while [ -z "$port" ] && [ "$i" -lt $((timeout_s * 10)) ]; do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
+        [ -n "$port" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    why=""
+    if [ -z "$port" ]; then
+        why="the server never said where it listens"
+    else
+        # shellcheck disable=SC2086
+        cout=$($limit $runner "$prog" --client "$port" 3 2>&1) ||
+            why="client failed: $cout"
+    fi
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    [ -z "$why" ] && [ "$rc" != 0 ] && why="server exit status $rc"
+    [ -z "$why" ] && ! grep -qx "received SIGTERM: shutting down" "$log" &&
+        why="no shutdown line"
+    [ -z "$why" ] && [ "$(tail -n 1 "$log")" != "bye" ] && why="no bye"
+    [ -z "$why" ] && ! grep -Eqx "served 3 connections, echoed $(echo_bytes 3) bytes, closed 0 idle" "$log" &&
+        why="counts differ"
+    if [ -z "$why" ]; then
+        echo "PASS: $label"
+        passed=$((passed + 1))
+    else
+        echo "FAIL: $label: $why"
+        sed -n '1,20s/^/  output: /p' "$log"
+        sed -n '1,20s/^/  stderr: /p' "$tmp_err"
+        failed=$((failed + 1))
+    fi
+    rm -f "$log"
+}
+echo_server_check
 # @examples-more@ (append new checks above this line)
 
 echo "examples: $passed passed, $failed failed, $skipped skipped"
