@@ -690,8 +690,9 @@ Test(io, fd_close_wakes_every_waiter)
     char *big = calloc(1, 1 << 16);
     cr_assert_not_null(big);
 
-    struct waiter w[5];
-    pthread_t t[5];
+    enum { NW = 7 };
+    struct waiter w[NW];
+    pthread_t t[NW];
     memset(w, 0, sizeof w);
     t[0] = waiter_start(&w[0], 0, p[0], POLLIN);
     t[1] = waiter_start(&w[1], 1, p[0], POLLIN);
@@ -700,6 +701,8 @@ Test(io, fd_close_wakes_every_waiter)
     t[2] = waiter_start(&w[2], 2, q[1], POLLOUT);
     t[3] = waiter_start(&w[3], 3, l, POLLIN);
     t[4] = waiter_start(&w[4], 0, p[0], POLLIN | POLLOUT);
+    t[5] = waiter_start(&w[5], 4, p[0], POLLIN);   /* a select case */
+    t[6] = waiter_start(&w[6], 4, q[1], POLLOUT);
 
     chan_sched_t *s = sched_make(1);
     sem_t parked;
@@ -711,7 +714,7 @@ Test(io, fd_close_wakes_every_waiter)
     cr_assert_eq(chan_fd_close(p[0]), 0);
     cr_assert_eq(chan_fd_close(q[1]), 0);
     cr_assert_eq(chan_fd_close(l), 0);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NW; i++) {
         test_thread_join(t[i]);
         cr_assert_eq(w[i].rc, -EBADF, "waiter %d: %zd", i, w[i].rc);
     }
