@@ -512,11 +512,13 @@ CHAN_EXPORT void chan_wg_free(chan_wg_t *wg);
  * descriptor at once, for the same or for different events.  POLLIN,
  * POLLOUT, POLLERR and POLLHUP are those of <poll.h>.
  *
- * chan_read, chan_write, chan_accept and chan_connect put the descriptor
- * into non-blocking mode (O_NONBLOCK) when they find it in blocking mode,
- * as Go does with every descriptor it manages; the flag stays set, and it
- * is shared by every duplicate of the descriptor and by other processes
- * that share the open file.  They never block a worker thread.
+ * chan_read and chan_write put a descriptor that is not a socket (a pipe,
+ * a terminal) into non-blocking mode (O_NONBLOCK) when they find it in
+ * blocking mode, as Go does with every descriptor it manages, and
+ * chan_accept and chan_connect do so for their socket; sockets are
+ * otherwise read and written with MSG_DONTWAIT.  The flag stays set, and
+ * it is shared by every duplicate of the descriptor and by other processes
+ * that share the open file.  These calls never block a worker thread.
  *
  * Close a descriptor that somebody may be waiting on with chan_fd_close,
  * which wakes the waiters.  Closing with plain close(2) a descriptor on
@@ -552,7 +554,7 @@ CHAN_EXPORT int chan_fd_wait(int fd, int events, int64_t timeout_ns);
  * end of file, or for len == 0; -EAGAIN when timeout_ns is 0 and nothing
  * can be read; -ETIMEDOUT; -EBADF as for chan_fd_wait; -EINVAL if buf is
  * NULL and len > 0; or the negative errno of read(2) (-ECONNRESET, ...).
- * Sets O_NONBLOCK on fd (see above).
+ * May set O_NONBLOCK on fd (see above).
  */
 CHAN_EXPORT ssize_t chan_read(int fd, void *buf, size_t len, int64_t timeout_ns);
 
@@ -567,7 +569,8 @@ CHAN_EXPORT ssize_t chan_read(int fd, void *buf, size_t len, int64_t timeout_ns)
  * were written, the number written (< len); otherwise a negative errno:
  * -EPIPE when the reading end is gone, -ETIMEDOUT, -EAGAIN (timeout_ns 0
  * and no room at all), -EBADF as for chan_fd_wait, -EINVAL if buf is NULL
- * and len > 0, or the negative errno of write(2).  Sets O_NONBLOCK on fd.
+ * and len > 0, or the negative errno of write(2).  May set O_NONBLOCK on
+ * fd (see above).
  */
 CHAN_EXPORT ssize_t chan_write(int fd, const void *buf, size_t len, int64_t timeout_ns);
 

@@ -9,10 +9,15 @@
  * worker thread; the deadline is computed once per call, so retries after
  * spurious wakeups never stretch it.
  *
- * O_NONBLOCK.  chan_read, chan_write, chan_accept and chan_connect put the
- * descriptor into non-blocking mode when they find it blocking (one
- * F_GETFL per call: the number may name a new file since the last call, so
- * a remembered "done" could be wrong).  chan_fd_wait does not need it.
+ * O_NONBLOCK.  Sockets are read and written with MSG_DONTWAIT, which needs
+ * no mode: a read or write of a socket is one system call.  For anything
+ * else chan_read and chan_write put the descriptor into non-blocking mode
+ * when they find it blocking, and chan_accept and chan_connect do so for
+ * their socket: one F_GETFL per call, since the number may name another
+ * file than at the last call, so a remembered "done" could be wrong.  A
+ * remembered "is a socket" (struct rw's sock, within one call) is only a
+ * guess: recv() on something else fails with ENOTSOCK and the call falls
+ * back.  chan_fd_wait needs no mode at all.
  *
  * SIGPIPE.  Sockets are written with send(MSG_NOSIGNAL).  Anything else
  * (pipes, FIFOs, terminals) is written with SIGPIPE blocked in the calling
@@ -158,9 +163,23 @@ static ssize_t try_read(int fd, void *ctx)
     struct rw *a = ctx;
     int saved = errno;
     ssize_t n;
-    do
-        n = read(fd, a->buf, a->len);
-    while (n < 0 && errno == EINTR);
+    for (;;) {
+        if (a->sock != 0) {
+            n = recv(fd, a->buf, a->len, MSG_DONTWAIT);
+            if (n < 0 && errno == ENOTSOCK) {
+                a->sock = 0;
+                errno = saved;
+                int rc = nonblock(fd);
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
+        } else {
+            n = read(fd, a->buf, a->len);
+        }
+        if (n >= 0 || errno != EINTR)
+            break;
+    }
     int e = errno;
     errno = saved;
     if (n >= 0)
@@ -174,10 +193,7 @@ ssize_t chan_read(int fd, void *buf, size_t len, int64_t timeout_ns)
         return -EBADF;
     if ((!buf && len > 0) || len > SSIZE_MAX)
         return -EINVAL;
-    int rc = nonblock(fd);
-    if (rc < 0)
-        return rc;
-    struct rw a = { .buf = buf, .len = len };
+    struct rw a = { .buf = buf, .len = len, .sock = -1 };
     return retry_loop(fd, CHAN_PD_IN, timeout_ns, try_read, &a);
 }
 
@@ -218,6 +234,10 @@ static ssize_t try_write(int fd, void *ctx)
             e = errno;
             if (n < 0 && e == ENOTSOCK) {
                 a->sock = 0;
+                errno = saved;
+                int rc = nonblock(fd);
+                if (rc < 0)
+                    return rc;
                 continue;
             }
             if (n >= 0)
@@ -248,9 +268,6 @@ ssize_t chan_write(int fd, const void *buf, size_t len, int64_t timeout_ns)
         return -EINVAL;
     if (len == 0)
         return 0;
-    int rc = nonblock(fd);
-    if (rc < 0)
-        return rc;
     struct rw a = { .buf = (char *)(uintptr_t)buf, .len = len, .sock = -1 };
     ssize_t r = retry_loop(fd, CHAN_PD_OUT, timeout_ns, try_write, &a);
     /* Bytes already written are reported whatever ended the call. */

@@ -831,11 +831,14 @@ static void task_writer(void *arg)
     pt->write_rc = chan_write(pt->p[1], "tasks", 5, 20000 * TEST_MS);
 }
 
-Test(io, task_blocked_on_io_does_not_stop_others)
+static void blocked_task_run(int use_socket)
 {
     chan_sched_t *s = sched_make(1);
     struct pipe_tasks pt = { 0 };
-    make_pipe(pt.p);
+    if (use_socket)
+        make_socketpair(pt.p); /* blocking mode, and left so */
+    else
+        make_pipe(pt.p);
     /* The reader first: on one worker the writer runs only because the
      * reader parked instead of blocking the thread in read(2). */
     cr_assert_eq(chan_go(s, task_reader, &pt), 0);
@@ -844,9 +847,21 @@ Test(io, task_blocked_on_io_does_not_stop_others)
     cr_assert_eq(pt.read_rc, 5);
     cr_assert_eq(pt.write_rc, 5);
     cr_assert_eq(memcmp(pt.buf, "tasks", 5), 0);
+    if (use_socket)
+        cr_assert_eq(fcntl(pt.p[0], F_GETFL) & O_NONBLOCK, 0);
     chan_sched_free(s);
     close(pt.p[0]);
     close(pt.p[1]);
+}
+
+Test(io, task_blocked_on_io_does_not_stop_others)
+{
+    blocked_task_run(0);
+}
+
+Test(io, task_blocked_on_a_blocking_socket_does_not_stop_others)
+{
+    blocked_task_run(1);
 }
 
 static void task_timeouts(void *arg)
