@@ -642,10 +642,13 @@ static void task_waiter(void *arg)
     /* One worker: the helper runs only once this task has parked. */
     if (chan_go(NULL, post_parked, tw->parked) != 0)
         abort();
+    ssize_t rc;
     if (tw->op == 0)
-        tw->rc = chan_fd_wait(tw->fd, tw->events, CHAN_FOREVER);
+        rc = chan_fd_wait(tw->fd, tw->events, CHAN_FOREVER);
     else
-        tw->rc = chan_read(tw->fd, tw->buf, sizeof tw->buf, CHAN_FOREVER);
+        rc = chan_read(tw->fd, tw->buf, sizeof tw->buf, CHAN_FOREVER);
+    /* Release: the test may poll rc while other tasks still run. */
+    __atomic_store_n(&tw->rc, rc, __ATOMIC_RELEASE);
 }
 
 Test(io, many_tasks_and_threads_wait_on_one_descriptor)
@@ -1303,4 +1306,43 @@ Test(io, select_on_descriptor_in_tasks)
     chan_release(quit);
     close(p[0]);
     close(p[1]);
+}
+
+Test(io, tasks_wait_for_different_events_on_one_descriptor)
+{
+    enum { NT = 6 };
+    int s[2];
+    make_socketpair(s);
+    fill_pipe(s[0]); /* no room: POLLOUT waits too */
+    chan_sched_t *sc = sched_make(1);
+    sem_t parked;
+    test_sem_init(&parked, 0);
+    struct task_wait tw[NT];
+    for (int i = 0; i < NT; i++) {
+        tw[i] = (struct task_wait){ .fd = s[0],
+                                    .events = i % 2 ? POLLOUT : POLLIN,
+                                    .parked = &parked, .rc = 12345 };
+        cr_assert_eq(chan_go(sc, task_waiter, &tw[i]), 0);
+        test_sem_wait(&parked);
+    }
+    cr_assert_eq(write(s[1], "x", 1), 1);
+    /* The POLLIN tasks finish; the POLLOUT ones still wait. */
+    for (int i = 0; i < NT; i += 2)
+        while (__atomic_load_n(&tw[i].rc, __ATOMIC_ACQUIRE) == 12345)
+            test_sleep_ns(TEST_MS);
+    for (int i = 0; i < NT; i += 2)
+        cr_assert_eq(tw[i].rc, POLLIN);
+    for (int i = 1; i < NT; i += 2)
+        cr_assert_eq(__atomic_load_n(&tw[i].rc, __ATOMIC_ACQUIRE), 12345);
+    char buf[65536];
+    while (read(s[1], buf, sizeof buf) > 0)
+        if (chan_fd_wait(s[0], POLLOUT, 0) > 0)
+            break;
+    cr_assert_eq(chan_sched_wait(sc), 0);
+    for (int i = 1; i < NT; i += 2)
+        cr_assert_eq(tw[i].rc, POLLOUT);
+    chan_sched_free(sc);
+    test_sem_destroy(&parked);
+    close(s[0]);
+    close(s[1]);
 }
