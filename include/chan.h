@@ -553,8 +553,9 @@ CHAN_EXPORT int chan_fd_wait(int fd, int events, int64_t timeout_ns);
  * there is nothing to read.  Returns the number of bytes read (> 0); 0 at
  * end of file, or for len == 0; -EAGAIN when timeout_ns is 0 and nothing
  * can be read; -ETIMEDOUT; -EBADF as for chan_fd_wait; -EINVAL if buf is
- * NULL and len > 0; or the negative errno of read(2) (-ECONNRESET, ...).
- * May set O_NONBLOCK on fd (see above).
+ * NULL and len > 0; -ENOMEM if the poller cannot be started; or the
+ * negative errno of read(2) (-ECONNRESET, ...).  May set O_NONBLOCK on fd
+ * (see above).
  */
 CHAN_EXPORT ssize_t chan_read(int fd, void *buf, size_t len, int64_t timeout_ns);
 
@@ -569,8 +570,8 @@ CHAN_EXPORT ssize_t chan_read(int fd, void *buf, size_t len, int64_t timeout_ns)
  * were written, the number written (< len); otherwise a negative errno:
  * -EPIPE when the reading end is gone, -ETIMEDOUT, -EAGAIN (timeout_ns 0
  * and no room at all), -EBADF as for chan_fd_wait, -EINVAL if buf is NULL
- * and len > 0, or the negative errno of write(2).  May set O_NONBLOCK on
- * fd (see above).
+ * and len > 0, -ENOMEM if the poller cannot be started, or the negative
+ * errno of write(2).  May set O_NONBLOCK on fd (see above).
  */
 CHAN_EXPORT ssize_t chan_write(int fd, const void *buf, size_t len, int64_t timeout_ns);
 
@@ -581,8 +582,8 @@ CHAN_EXPORT ssize_t chan_write(int fd, const void *buf, size_t len, int64_t time
  * addr and addrlen are as for accept(2) (both may be NULL).  Returns the
  * new socket, non-blocking and close-on-exec; -EAGAIN when timeout_ns is 0
  * and no connection is pending; -ETIMEDOUT; -EBADF as for chan_fd_wait;
- * -EINVAL if addr is given without addrlen; or the negative errno of
- * accept4(2).  Sets O_NONBLOCK on fd.
+ * -EINVAL if addr is given without addrlen; -ENOMEM if the poller cannot
+ * be started; or the negative errno of accept4(2).  Sets O_NONBLOCK on fd.
  */
 CHAN_EXPORT int chan_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
                             int64_t timeout_ns);
@@ -595,9 +596,9 @@ CHAN_EXPORT int chan_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
  * the connection is still being made (it goes on: wait for POLLOUT, then
  * read SO_ERROR, or call chan_fd_wait); the connection's error as a
  * negative errno (-ECONNREFUSED, -ENETUNREACH, ...); -EBADF as for
- * chan_fd_wait; -EINVAL if addr is NULL; or the negative errno of
- * connect(2).  After -ETIMEDOUT the socket's state is unspecified: close
- * it.  Sets O_NONBLOCK on fd.
+ * chan_fd_wait; -EINVAL if addr is NULL; -ENOMEM if the poller cannot be
+ * started; or the negative errno of connect(2).  After -ETIMEDOUT the
+ * socket's state is unspecified: close it.  Sets O_NONBLOCK on fd.
  */
 CHAN_EXPORT int chan_connect(int fd, const struct sockaddr *addr, socklen_t addrlen,
                              int64_t timeout_ns);
