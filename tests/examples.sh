@@ -32,7 +32,8 @@ failed=0
 passed=0
 
 if command -v timeout >/dev/null 2>&1; then
-    limit="timeout $timeout_s"
+    # -k: a program that handles SIGTERM (echo_tasks) and still hangs
+    limit="timeout -k 10 $timeout_s"
 else
     limit=""
 fi
@@ -309,7 +310,7 @@ echo_server_check() {
     prog="$builddir/examples/echo_tasks"
     log=$(mktemp "${TMPDIR:-/tmp}/echo.XXXXXX") || return
     # shellcheck disable=SC2086
-    $runner "$prog" --port 0 --idle-ms 2000 >"$log" 2>"$tmp_err" &
+    $limit $runner "$prog" --port 0 --idle-ms 2000 >"$log" 2>"$tmp_err" &
     pid=$!
     port=""
     i=0
