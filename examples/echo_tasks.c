@@ -5,17 +5,19 @@
  *   echo_tasks --client PORT N
  *
  * The server listens on 127.0.0.1:P (0, the default, lets the kernel
- * choose; the first line printed says which port it got) and echoes what
- * each client sends.  A connection that stays quiet for MS milliseconds
- * (default 5000) is closed: its task waits with a select over the socket
- * (CHAN_FD_CASE) and a timeout, so the wait for data and the idle timer
- * are one call, and the worker thread is free meanwhile.
+ * choose; the first line printed, "port N", says which port it got) and
+ * echoes what each client sends, through a 4 KiB buffer per connection.
+ * A connection that stays quiet for MS milliseconds (default 60000) is
+ * closed: its task waits with a select over the socket (CHAN_FD_CASE) and
+ * a timeout, so the wait for data and the idle timer are one call, and
+ * the worker thread is free meanwhile.
  *
- * SIGINT or SIGTERM, received through a signal channel, shuts it down
- * gracefully: the listener is closed with chan_fd_close (which wakes the
- * accepting task), connections in progress finish, and a wait group
- * tells when the last one is done.  Then it prints what it served and
- * "bye", and exits 0.
+ * SIGINT or SIGTERM, received through a signal channel, or the end of
+ * standard input (Ctrl-D), shuts it down gracefully: the listener is
+ * closed with chan_fd_close (which wakes the accepting task), connections
+ * in progress finish, and a wait group tells when the last one is done.
+ * Then it prints what it served and "bye", and exits 0.  (This is also
+ * the protocol of the echo benchmarks, bench/echo/.)
  *
  * --self-test N runs N echo clients against the server in the same
  * process (threads, using the same calls), then one client that stays
@@ -30,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,7 +40,7 @@
 
 #define MS ((int64_t)1000000)
 
-static int64_t idle_ns = 5000 * MS;
+static int64_t idle_ns = 60000 * MS;
 static chan_wg_t *wg;
 static atomic_long connections, echoed, idle_closed;
 
@@ -85,6 +88,18 @@ static void acceptor(void *arg)
         }
     }
     chan_wg_done(wg);
+}
+
+/* Closes *arg (a channel) once standard input reaches its end.  Waits with
+ * chan_fd_wait, which leaves the descriptor's mode alone (stdin is often
+ * a terminal, shared with the shell). */
+static void watch_stdin(void *arg)
+{
+    char buf[256];
+    while (chan_fd_wait(0, POLLIN, CHAN_FOREVER) > 0 &&
+           read(0, buf, sizeof buf) > 0)
+        ;
+    chan_close(arg);
 }
 
 /* ------------------------------------------------------------ client */
@@ -217,14 +232,21 @@ int main(int argc, char **argv)
     socklen_t alen = sizeof a;
     int one = 1;
     if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 64) != 0 ||
+        bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 1024) != 0 ||
         getsockname(l, (struct sockaddr *)&a, &alen) != 0) {
         perror("echo_tasks: listen");
         return 1;
     }
     port = ntohs(a.sin_port);
-    printf("listening on 127.0.0.1:%d\n", port);
+    printf("port %d\n", port);
     fflush(stdout);
+
+    /* Every connection is a descriptor: allow as many as the hard limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     chan_sched_opts_t o = { .threads = 2 };
     chan_sched_t *s = chan_sched_new(&o);
@@ -237,26 +259,43 @@ int main(int argc, char **argv)
 
     struct self_test t = { .port = port, .n = self_test };
     pthread_t client;
-    if (self_test > 0 && pthread_create(&client, NULL, self_test_main, &t))
+    chan_t *eof = chan_make(0, 0); /* closed at the end of stdin */
+    if (!eof)
         return 1;
+    if (self_test > 0) {
+        if (pthread_create(&client, NULL, self_test_main, &t))
+            return 1;
+    } else if (chan_go(s, watch_stdin, eof) != 0) {
+        return 1;
+    }
 
     /* Wait for the signal, waking now and then: a build with
      * ThreadSanitizer runs a signal handler only once the thread it
      * interrupted leaves its wait, and this thread may be that one. */
-    int signo = 0;
-    while (chan_timedrecv(sig, &signo, 100 * MS) == -ETIMEDOUT)
-        ;
-    printf("received %s: shutting down\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    int signo = 0, k;
+    do {
+        chan_case_t c[2] = { CHAN_RECV_CASE(sig, &signo),
+                             CHAN_RECV_CASE(eof, NULL) };
+        k = chan_select(c, 2, 100 * MS);
+    } while (k == -ETIMEDOUT);
+    if (k == 0)
+        printf("received %s: shutting down\n",
+               signo == SIGINT ? "SIGINT" : "SIGTERM");
+    else
+        printf("end of input: shutting down\n");
     chan_fd_close(l);           /* wakes the acceptor with -EBADF */
     chan_wg_wait(wg);           /* every connection finished */
     printf("served %ld connections, echoed %ld bytes, closed %ld idle\n",
            atomic_load(&connections), atomic_load(&echoed),
            atomic_load(&idle_closed));
     printf("bye\n");
+    if (self_test <= 0)
+        chan_fd_close(0);       /* wakes watch_stdin, if it still waits */
     chan_sched_free(s);
     chan_wg_free(wg);
     chan_signal_stop(sig);
     chan_release(sig);
+    chan_release(eof);
     if (self_test > 0) {
         pthread_join(client, NULL);
         return t.ok == t.n && t.idle_ok ? 0 : 1;

@@ -284,7 +284,7 @@ echo_bytes() {
 # signal seen, exact counts, bye.
 echo_ok() {
     out="$1" n="$2"
-    want="listening on 127.0.0.1:[0-9]+
+    want="port [0-9]+
 clients: $n of $n echoed exactly; idle client closed by the server
 received SIGTERM: shutting down
 served $((n + 1)) connections, echoed $(echo_bytes "$n") bytes, closed 1 idle
@@ -304,18 +304,25 @@ check fetch_threads "4"  exact "fetch 1: 1000 bytes ok\nfetch 2: 2000 bytes ok\n
 check fetch_threads "1"  exact "fetch 1: 1000 bytes ok\nslow, 50 ms timeout: timed out\nslow, no timeout: cancelled by quit\ndone: 1 of 1 fetched"
 check fetch_threads "0"  status 2
 
-# echo_tasks as a real server: a client run, then SIGTERM from outside.
+# echo_tasks as a real server: a client run of the same program, then
+# SIGTERM from outside (how=TERM) or the end of its standard input
+# (how=EOF, the protocol of bench/echo/).  Its stdin is a FIFO that this
+# shell holds open until then.
 echo_server_check() {
-    label="echo_tasks server + --client, then SIGTERM"
+    how="$1"
+    label="echo_tasks server, --client, then $how"
     prog="$builddir/examples/echo_tasks"
     log=$(mktemp "${TMPDIR:-/tmp}/echo.XXXXXX") || return
+    fifo="$log.in"
+    mkfifo "$fifo" || return
     # shellcheck disable=SC2086
-    $limit $runner "$prog" --port 0 --idle-ms 2000 >"$log" 2>"$tmp_err" &
+    $limit $runner "$prog" --port 0 --idle-ms 2000 <"$fifo" >"$log" 2>"$tmp_err" &
     pid=$!
+    exec 9>"$fifo"
     port=""
     i=0
     while [ -z "$port" ] && [ "$i" -lt $((timeout_s * 10)) ]; do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
+        port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$log")
         [ -n "$port" ] || sleep 0.1
         i=$((i + 1))
     done
@@ -327,12 +334,20 @@ echo_server_check() {
         cout=$($limit $runner "$prog" --client "$port" 3 2>&1) ||
             why="client failed: $cout"
     fi
-    kill -TERM "$pid" 2>/dev/null
-    wait "$pid"
-    rc=$?
+    if [ "$how" = TERM ]; then
+        kill -TERM "$pid" 2>/dev/null
+        want="received SIGTERM: shutting down"
+        wait "$pid"
+        rc=$?
+        exec 9>&-
+    else
+        want="end of input: shutting down"
+        exec 9>&-
+        wait "$pid"
+        rc=$?
+    fi
     [ -z "$why" ] && [ "$rc" != 0 ] && why="server exit status $rc"
-    [ -z "$why" ] && ! grep -qx "received SIGTERM: shutting down" "$log" &&
-        why="no shutdown line"
+    [ -z "$why" ] && ! grep -qx "$want" "$log" && why="no line: $want"
     [ -z "$why" ] && [ "$(tail -n 1 "$log")" != "bye" ] && why="no bye"
     [ -z "$why" ] && ! grep -Eqx "served 3 connections, echoed $(echo_bytes 3) bytes, closed 0 idle" "$log" &&
         why="counts differ"
@@ -345,9 +360,10 @@ echo_server_check() {
         sed -n '1,20s/^/  stderr: /p' "$tmp_err"
         failed=$((failed + 1))
     fi
-    rm -f "$log"
+    rm -f "$log" "$fifo"
 }
-echo_server_check
+echo_server_check TERM
+echo_server_check EOF
 # @examples-more@ (append new checks above this line)
 
 echo "examples: $passed passed, $failed failed, $skipped skipped"
