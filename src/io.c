@@ -45,26 +45,26 @@
 /* Puts fd into non-blocking mode if it is not: 0 or a negative errno. */
 static int nonblock(int fd)
 {
-    int saved = errno;
+    int saved = chan__errno_save();
     int rc = 0;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         rc = -errno;
     else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         rc = -errno;
-    errno = saved;
+    chan__errno_restore(saved);
     return rc;
 }
 
 int chan__fd_poll(struct pollfd *p, unsigned long n)
 {
-    int saved = errno;
+    int saved = chan__errno_save();
     int r;
     do
         r = poll(p, (nfds_t)n, 0);
     while (r < 0 && errno == EINTR);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     return r < 0 ? -e : r;
 }
 
@@ -161,14 +161,14 @@ struct rw {
 static ssize_t try_read(int fd, void *ctx)
 {
     struct rw *a = ctx;
-    int saved = errno;
+    int saved = chan__errno_save();
     ssize_t n;
     for (;;) {
         if (a->sock != 0) {
             n = recv(fd, a->buf, a->len, MSG_DONTWAIT);
             if (n < 0 && errno == ENOTSOCK) {
                 a->sock = 0;
-                errno = saved;
+                chan__errno_restore(saved);
                 int rc = nonblock(fd);
                 if (rc < 0)
                     return rc;
@@ -181,7 +181,7 @@ static ssize_t try_read(int fd, void *ctx)
             break;
     }
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (n >= 0)
         return n;
     return e == EWOULDBLOCK ? -EAGAIN : -e;
@@ -223,7 +223,7 @@ static ssize_t write_quiet(int fd, const char *p, size_t k, int *e)
 static ssize_t try_write(int fd, void *ctx)
 {
     struct rw *a = ctx;
-    int saved = errno;
+    int saved = chan__errno_save();
     for (;;) {
         const char *p = a->buf + a->done;
         size_t k = a->len - a->done;
@@ -234,7 +234,7 @@ static ssize_t try_write(int fd, void *ctx)
             e = errno;
             if (n < 0 && e == ENOTSOCK) {
                 a->sock = 0;
-                errno = saved;
+                chan__errno_restore(saved);
                 int rc = nonblock(fd);
                 if (rc < 0)
                     return rc;
@@ -248,14 +248,14 @@ static ssize_t try_write(int fd, void *ctx)
         if (n >= 0) {
             a->done += (size_t)n;
             if (a->done == a->len) {
-                errno = saved;
+                chan__errno_restore(saved);
                 return (ssize_t)a->len;
             }
             continue;
         }
         if (e == EINTR)
             continue;
-        errno = saved;
+        chan__errno_restore(saved);
         return e == EWOULDBLOCK ? -EAGAIN : -e;
     }
 }
@@ -284,13 +284,13 @@ struct acc {
 static ssize_t try_accept(int fd, void *ctx)
 {
     struct acc *a = ctx;
-    int saved = errno;
+    int saved = chan__errno_save();
     int s;
     do
         s = accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     while (s < 0 && (errno == EINTR || errno == ECONNABORTED));
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (s >= 0)
         return s;
     return e == EWOULDBLOCK ? -EAGAIN : -e;
@@ -324,10 +324,10 @@ static ssize_t try_connected(int fd, void *ctx)
         return -EAGAIN;
     int err = 0;
     socklen_t len = sizeof err;
-    int saved = errno;
+    int saved = chan__errno_save();
     int g = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (g < 0)
         return -e;
     return err == EAGAIN ? -EAGAIN : -err;
@@ -343,10 +343,10 @@ int chan_connect(int fd, const struct sockaddr *addr, socklen_t addrlen,
     int rc = nonblock(fd);
     if (rc < 0)
         return rc;
-    int saved = errno;
+    int saved = chan__errno_save();
     int r = connect(fd, addr, addrlen);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (r == 0)
         return 0;
     /* EINTR: the connection goes on in the background, like EINPROGRESS. */
@@ -362,9 +362,9 @@ int chan_fd_close(int fd)
     if (fd < 0)
         return -EBADF;
     chan__pd_close(fd);
-    int saved = errno;
+    int saved = chan__errno_save();
     int r = close(fd);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     return r == 0 ? 0 : -e;
 }

@@ -85,10 +85,10 @@ static chan__pd_t *pd_find(int fd)
 
 static int leaf_make(int top)
 {
-    int saved = errno; /* calloc sets it; this library does not */
+    int saved = chan__errno_save(); /* calloc sets it; this library does not */
     /* Zeroed memory is a valid pd: free lock, seq 0, no waiters. */
     pd_slot_t *leaf = calloc(PD_LEAF, sizeof *leaf);
-    errno = saved;
+    chan__errno_restore(saved);
     if (!leaf)
         return -ENOMEM;
     pd_slot_t *expect = NULL;

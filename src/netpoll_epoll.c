@@ -32,10 +32,10 @@ static int epfd = -1;
 
 int chan__pollb_open(void)
 {
-    int saved = errno;
+    int saved = chan__errno_save();
     int fd = epoll_create1(EPOLL_CLOEXEC);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (fd < 0)
         return -e;
     __atomic_store_n(&epfd, fd, __ATOMIC_RELEASE);
@@ -52,10 +52,10 @@ int chan__pollb_add(int fd, uint32_t seq)
     struct epoll_event ev = { 0 };
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = (uint64_t)seq << 32 | (uint32_t)fd;
-    int saved = errno;
+    int saved = chan__errno_save();
     int r = epoll_ctl(ep(), EPOLL_CTL_ADD, fd, &ev);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (r == 0)
         return 1;
     return e == EEXIST ? 0 : -e;
@@ -64,9 +64,9 @@ int chan__pollb_add(int fd, uint32_t seq)
 void chan__pollb_del(int fd)
 {
     struct epoll_event ev = { 0 }; /* kernels before 2.6.9 want one */
-    int saved = errno;
+    int saved = chan__errno_save();
     (void)epoll_ctl(ep(), EPOLL_CTL_DEL, fd, &ev);
-    errno = saved;
+    chan__errno_restore(saved);
 }
 
 int chan__pollb_wait(chan__pollev_t *out, int max, int64_t timeout_ns)
@@ -79,10 +79,10 @@ int chan__pollb_wait(chan__pollev_t *out, int max, int64_t timeout_ns)
              : timeout_ns >= (int64_t)INT32_MAX * 1000000
                  ? INT32_MAX
                  : (int)((timeout_ns + 999999) / 1000000);
-    int saved = errno;
+    int saved = chan__errno_save();
     int n = epoll_wait(ep(), evs, max, ms);
     int e = errno;
-    errno = saved;
+    chan__errno_restore(saved);
     if (n < 0)
         return e == EINTR ? 0 : -e;
     for (int i = 0; i < n; i++) {
@@ -105,9 +105,9 @@ void chan__pollb_forget(void)
 {
     /* The instance is shared with the parent: closing our descriptor of
      * it leaves the parent's registrations alone (unlike EPOLL_CTL_DEL). */
-    int saved = errno;
+    int saved = chan__errno_save();
     if (epfd >= 0)
         close(epfd);
     epfd = -1;
-    errno = saved;
+    chan__errno_restore(saved);
 }

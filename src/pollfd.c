@@ -72,12 +72,12 @@ static void set_level(chan_t *ch, int i, int up)
         return;
     ch->plevel[i] = (unsigned char)up;
     uint64_t v = 1;
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     ssize_t n;
     do
         n = up ? write(ch->pfd[i], &v, sizeof v) : read(ch->pfd[i], &v, sizeof v);
     while (n < 0 && errno == EINTR);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }
 
 void chan__pollfd_update(chan_t *ch)
@@ -100,11 +100,11 @@ void chan__pollfd_update(chan_t *ch)
 
 void chan__pollfd_close(chan_t *ch)
 {
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     for (int i = 0; i < 2; i++)
         if (ch->pollfd & (1u << i))
             close(ch->pfd[i]);
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
 }
 
 int chan_pollfd(chan_t *ch, int events)
@@ -121,10 +121,10 @@ int chan_pollfd(chan_t *ch, int events)
     if (have >= 0)
         return have;
 
-    int saved_errno = errno;
+    int saved_errno = chan__errno_save();
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int err = errno;
-    errno = saved_errno;
+    chan__errno_restore(saved_errno);
     if (fd < 0)
         return err == EMFILE || err == ENFILE ? -EMFILE : -ENOMEM;
 
@@ -134,7 +134,7 @@ int chan_pollfd(chan_t *ch, int events)
         have = ch->pfd[i];
         chan__unlock_ch(ch);
         close(fd);
-        errno = saved_errno;
+        chan__errno_restore(saved_errno);
         return have;
     }
     ch->pfd[i] = fd;
