@@ -436,6 +436,18 @@ CHAN_EXPORT chan_sched_t *chan_sched_new(const chan_sched_opts_t *opts);
 CHAN_EXPORT int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg);
 
 /*
+ * chan_go_at - chan_go, remembering that it was called at file:line (file
+ * must outlive the task: a string literal, as __FILE__ is), which
+ * chan_sched_dump prints for the task.  The macro chan_go below calls it
+ * with __FILE__ and __LINE__; (chan_go)(s, fn, arg) and &chan_go still
+ * reach the plain function, which records no place.  Returns as chan_go.
+ */
+CHAN_EXPORT int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
+                           const char *file, int line);
+
+#define chan_go(s, fn, arg) chan_go_at((s), (fn), (arg), __FILE__, __LINE__)
+
+/*
  * chan_sched_wait - block until every task of s has returned.
  *
  * Tasks started by tasks count too.  Called from a task of another
@@ -464,6 +476,36 @@ CHAN_EXPORT void chan_yield(void);
  * nanoseconds.  Returns 0 (at once for ns <= 0).
  */
 CHAN_EXPORT int chan_sleep(int64_t ns);
+
+/*
+ * chan_sched_dump - write one line per task of s to the descriptor fd.
+ *
+ * For debugging, like the goroutine dump of a Go program that gets
+ * SIGQUIT: a first line "libchan: scheduler 0x...: N tasks, M workers",
+ * then for each task its id and its state, "running on worker W",
+ * "runnable", or "parked T.TTTs: " and what it waits on: "send on channel
+ * 0x... (elem E, cap C, len L)" or "recv on ...", "select over N cases"
+ * (the enabled ones), "sleep", "wait group 0x...", "chan_blocking call",
+ * "descriptor D (events 0x...)" or "chan_sched_wait on scheduler 0x...",
+ * with ", with a deadline" for a timed wait; then ", started at FILE:LINE"
+ * for a task started with the chan_go macro.  T counts from the first
+ * dump (or check of CHAN_DEBUG=deadlock, every 200 ms) that saw the task
+ * in this wait, so a wait no earlier dump saw shows 0.000s.
+ *
+ * Safe to call from any thread or task at any time, also from a task of
+ * s, while tasks start and finish: it takes no lock of the library, and
+ * each line is a snapshot of one task, taken while the others move on.
+ * Blocks only in write(2).  Returns 0; -EINVAL if s is NULL; -ENOMEM if
+ * its buffer cannot be allocated; or the negative errno of a failed write
+ * (-EBADF for a bad fd, -EPIPE, ...).  With the environment variable
+ * CHAN_DEBUG=deadlock set when s was made, s writes such a dump to
+ * standard error by itself, once, after the line "libchan: possible
+ * deadlock: all N tasks of scheduler 0x... are blocked", when every task
+ * has stayed blocked for a second on channels, selects or wait groups,
+ * without a deadline, while no channel operation completed in the process
+ * and no timer or signal watch was pending (README, "Debugging").
+ */
+CHAN_EXPORT int chan_sched_dump(chan_sched_t *s, int fd);
 
 /* ------------------------------------------------------------------------ */
 /* Wait groups                                                              */

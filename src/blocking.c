@@ -262,6 +262,8 @@ int chan_blocking(void (*fn)(void *arg), void *arg)
     chan__check(pthread_once(&once, init_once));
     struct job j = { fn, arg, chan__park_self(), NULL };
     chan__park_prepare(j.parker);
+    chan__park_note(j.parker, CHAN_WAIT_BLOCKING, NULL, 0, 0,
+                    CHAN_NO_DEADLINE);
     int rc = submit(&j);
     chan__errno_restore(saved);
     if (rc == 0)

@@ -232,6 +232,7 @@ static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
     if (r == 0)
         return 0;
     chan__unlock_ch(ch);
+    chan__progress();
     if (wake)
         chan__unpark(wake);
     *rc = r < 0 ? r : 0;
@@ -262,8 +263,10 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         if (r == 0 && timeout_ns != 0 && !chan__park_self()->ops &&
             chan__watch(ch, is_send))
             r = ring_try(ch, is_send, elem);
-        if (r == 1)
+        if (r == 1) {
+            chan__progress();
             return 0;
+        }
         if (r < 0)
             return r;
         /* A ring that is full or empty while nobody waits is a final
@@ -309,6 +312,8 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     chan__sel_init_for(&b->sel, self);
     b->sel.exclusive = deadline == CHAN_NO_DEADLINE;
     b->w = (chan__waiter_t){ .sel = &b->sel, .elem = elem, .index = 0 };
+    chan__park_note(self, is_send ? CHAN_WAIT_SEND : CHAN_WAIT_RECV, ch,
+                    ch->elem_size, ch->cap, deadline);
     chan__waitq_t *q = is_send ? &ch->sendq : &ch->recvq;
     chan__waitq_push(q, &b->w);
     chan__unlock_ch(ch);
@@ -398,6 +403,7 @@ int chan_close(chan_t *ch)
         chan__ring_close(&ch->ring);
     claim_all(&ch->sendq, claim_all(&ch->recvq, &list));
     chan__unlock_ch(ch);
+    chan__progress();
 
     /* Wake them now that the lock is dropped.  Read next before unparking:
      * the owner may return, and its waiter vanish, at once. */

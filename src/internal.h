@@ -22,6 +22,13 @@
  * Unparking is done after dropping channel locks, so it adds no edge from
  * 2 to 3 beyond the ones listed.
  *
+ * chan_sched_dump takes no lock at all (src/sched/dump.c): it reads the
+ * task structs, which live until chan_sched_free, through atomics only,
+ * so it may be called holding any of these, from a task, and may block in
+ * write(2) without stalling the scheduler.  The deadlock monitor thread
+ * takes its own mon_mu, the timer heap lock and the signal registry lock
+ * one at a time, never two at once.
+ *
  * No lock is ever held across a park: a waiter is published under the
  * channel lock, the lock is dropped, then the waiter parks.
  */
@@ -145,6 +152,12 @@ static inline void chan__errno_restore(int e)
  * signal blocked (thread.c).  Returns 0 or -ENOMEM.
  */
 CHAN_INTERNAL int chan__thread_start_quiet(void *(*fn)(void *), void *arg);
+
+/*
+ * chan__signal_watching - 1 if some channel watches a signal (signal.c),
+ * else 0.  Takes the signal registry lock.
+ */
+CHAN_INTERNAL int chan__signal_watching(void);
 
 #define chan__container_of(ptr, type, member)                                 \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))

@@ -41,6 +41,38 @@ enum { CHAN_PARK_EMPTY = 0, CHAN_PARK_PARKED = 1, CHAN_PARK_NOTIFIED = 2 };
 typedef struct chan__parker chan__parker_t;
 
 /*
+ * What a parked thread or task waits on, for chan_sched_dump and the
+ * deadlock report (src/sched/dump.c).  Every blocking call writes its
+ * parker's note with chan__park_note() just before it parks; the dump reads
+ * a task's note from any thread while the task is PARKED.  The fields are
+ * atomics written and read with relaxed order (plain moves): a dump that
+ * races with a task parking again may print a mix of the two waits, but
+ * reads nothing but these numbers, so that is harmless.  The note is never
+ * cleared: it is meaningful only while the parker's state is PARKED.
+ */
+enum chan__wait_kind {
+    CHAN_WAIT_NONE = 0,
+    CHAN_WAIT_SEND,      /* obj: the channel; a: elem size; b: capacity */
+    CHAN_WAIT_RECV,      /* as SEND */
+    CHAN_WAIT_SELECT,    /* a: the number of enabled cases */
+    CHAN_WAIT_SLEEP,     /* chan_sleep, or a select with no case enabled */
+    CHAN_WAIT_WG,        /* obj: the wait group */
+    CHAN_WAIT_BLOCKING,  /* chan_blocking: fn runs on a helper thread */
+    CHAN_WAIT_FD,        /* a: the descriptor; b: the poll(2) events */
+    CHAN_WAIT_SCHED,     /* chan_sched_wait; obj: the scheduler waited for */
+};
+
+typedef struct chan__park_note {
+    _Atomic unsigned char kind;   /* enum chan__wait_kind */
+    _Atomic unsigned char timed;  /* 1: the wait has a deadline */
+    /* Parks so far, counted by chan__park_note(): tells one park from the
+     * next, so that a dump can stamp when it first saw a park (dump.c). */
+    _Atomic unsigned seq;
+    _Atomic(const void *) obj;
+    _Atomic size_t a, b;
+} chan__park_note_t;
+
+/*
  * How a task parker sleeps and wakes; the scheduler provides one.  wait()
  * and wake() follow the state protocol above.  wait() returns 0 once
  * NOTIFIED, or -ETIMEDOUT once deadline (absolute CLOCK_MONOTONIC ns,
@@ -59,6 +91,10 @@ struct chan__parker {
      * a peer that claims the waiter then touches the task's memory, not
      * the stack of a task parked long ago (a cold page). */
     struct chan__wait1 *slot;
+    /* What the owner waits on: a task's own note (the dump reads it), or a
+     * thread's, which nobody reads but which spares chan__park_note() a
+     * branch.  Immutable. */
+    chan__park_note_t *note;
 };
 
 /*
@@ -92,6 +128,54 @@ CHAN_INTERNAL int chan__park_wait(chan__parker_t *p, int64_t deadline);
 
 /* chan__unpark - wake p's owner.  Called once per arming, holding no lock. */
 CHAN_INTERNAL void chan__unpark(chan__parker_t *p);
+
+/*
+ * chan__park_note - record in p's note what its owner is about to wait on
+ * (kind, one of enum chan__wait_kind, with obj, a and b as listed there)
+ * and whether the wait has a deadline (deadline, absolute ns, or
+ * CHAN_NO_DEADLINE, INT64_MAX, for none).  Call it at every blocking site,
+ * before chan__park_wait() or chan__sel_wait(); a descriptor wait calls
+ * chan__park_note(p, CHAN_WAIT_FD, NULL, fd, events, deadline).
+ *
+ * A few plain stores into the owner's note and nothing else: it runs on
+ * every park.  No clock is read; "since when" is stamped by the dump
+ * (dump.c).
+ */
+static inline void chan__park_note(chan__parker_t *p, int kind,
+                                   const void *obj, size_t a, size_t b,
+                                   int64_t deadline)
+{
+    chan__park_note_t *n = p->note;
+    atomic_store_explicit(&n->kind, (unsigned char)kind, memory_order_relaxed);
+    atomic_store_explicit(&n->timed, deadline != INT64_MAX,
+                          memory_order_relaxed);
+    atomic_store_explicit(&n->obj, obj, memory_order_relaxed);
+    atomic_store_explicit(&n->a, a, memory_order_relaxed);
+    atomic_store_explicit(&n->b, b, memory_order_relaxed);
+    atomic_store_explicit(
+        &n->seq, atomic_load_explicit(&n->seq, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+}
+
+/*
+ * Progress, for the deadlock report.  With CHAN_DEBUG=deadlock (dump.c),
+ * chan__debug_deadlock is set once, before the first monitor starts, and
+ * every channel operation that completes bumps chan__debug_progress, so
+ * that a monitor can tell a process where nothing happens from one where
+ * threads still pass values around.  Without it the cost is one load of a
+ * read-mostly flag and a branch not taken.
+ */
+CHAN_INTERNAL extern _Atomic int chan__debug_deadlock;
+CHAN_INTERNAL extern _Atomic unsigned long chan__debug_progress;
+
+/* chan__progress - a channel operation has completed. */
+static inline void chan__progress(void)
+{
+    if (CHAN_UNLIKELY(atomic_load_explicit(&chan__debug_deadlock,
+                                           memory_order_relaxed)))
+        atomic_fetch_add_explicit(&chan__debug_progress, 1,
+                                  memory_order_relaxed);
+}
 
 /* chan__cpu_relax - a spin-wait hint to the CPU. */
 static inline void chan__cpu_relax(void)

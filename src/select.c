@@ -223,7 +223,9 @@ static int wait_nothing(int64_t timeout_ns)
         return -EAGAIN;
     chan__sel_t sel;
     chan__sel_init(&sel);
-    int rc = chan__sel_wait(&sel, chan__deadline(timeout_ns));
+    int64_t deadline = chan__deadline(timeout_ns);
+    chan__park_note(sel.parker, CHAN_WAIT_SLEEP, NULL, 0, 0, deadline);
+    int rc = chan__sel_wait(&sel, deadline);
     /* Nobody can claim a sel that no channel knows about. */
     chan__assert(rc == -ETIMEDOUT);
     return rc;
@@ -292,6 +294,7 @@ static int poll_rings(chan_case_t *cases, const struct scratch *s, size_t n)
             return -2;
         if (rc != 0) {
             c->result = rc < 0 ? rc : 0;
+            chan__progress();
             return s->poll[i];
         }
     }
@@ -309,6 +312,7 @@ static int poll_cases(chan_case_t *cases, struct scratch *s, size_t n)
                                     : chan__recv_now(c->ch, c->elem, &wake);
         if (rc != 0) {
             unlock_all(cases, s->lock, n);
+            chan__progress();
             if (wake)
                 chan__unpark(wake);
             c->result = rc < 0 ? rc : 0;
@@ -362,6 +366,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
      * this is what chooses among them at random. */
     chan__sel_t sel;
     chan__sel_init(&sel);
+    chan__park_note(sel.parker, CHAN_WAIT_SELECT, NULL, n, 0, deadline);
     for (size_t i = 0; i < n; i++) {
         int k = s->poll[i];
         chan__waiter_t *w = &s->waiters[i];

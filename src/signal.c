@@ -512,3 +512,11 @@ out:
     chan__errno_restore(saved_errno);
     return 0;
 }
+
+int chan__signal_watching(void)
+{
+    chan__check(pthread_mutex_lock(&reg_mu));
+    int watching = nwatch > 0;
+    chan__check(pthread_mutex_unlock(&reg_mu));
+    return watching;
+}

@@ -438,3 +438,11 @@ out:
     heap_unlock();
     return rc;
 }
+
+int chan__timer_pending(void)
+{
+    heap_lock();
+    int pending = n > 0;
+    heap_unlock();
+    return pending;
+}

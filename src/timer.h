@@ -81,4 +81,11 @@ CHAN_INTERNAL int chan__timer_reset(chan__timer_t *t, int64_t when,
                                     int64_t period,
                                     void (*flush)(chan__timer_t *t));
 
+/*
+ * chan__timer_pending - 1 if any timer is on the heap (a timer channel
+ * that will fire, a task's deadline), else 0.  Takes the heap lock, so
+ * never call it holding a lock below it (src/internal.h).
+ */
+CHAN_INTERNAL int chan__timer_pending(void);
+
 #endif /* CHAN_TIMER_H */

@@ -147,6 +147,7 @@ int chan_wg_wait(chan_wg_t *wg)
         return 0;
     }
     chan__sel_init(&w.sel);
+    chan__park_note(w.sel.parker, CHAN_WAIT_WG, wg, 0, 0, CHAN_NO_DEADLINE);
     w.next = wg->waiters;
     wg->waiters = &w;
     chan__check(pthread_mutex_unlock(&wg->mu));

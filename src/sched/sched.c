@@ -577,8 +577,12 @@ static void sched_destroy(chan_sched_t *s)
         chan__stack_drain(&w->stacks, &s->cold, s->stack_size);
         chan__task_drain(w);
     }
+    chan__task_free_all(s);
     chan__stack_drain(&s->stacks, &s->cold, s->stack_size);
     chan__stack_pool_drain(&s->cold, s->stack_size);
+    pthread_mutex_destroy(&s->task_mu);
+    pthread_mutex_destroy(&s->mon_mu);
+    pthread_cond_destroy(&s->mon_cv);
     pthread_mutex_destroy(&s->gmu);
     pthread_mutex_destroy(&s->idle_mu);
     pthread_cond_destroy(&s->idle_cv);
@@ -639,6 +643,14 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
     pthread_condattr_destroy(&ca);
     chan__check(pthread_mutex_init(&s->done_mu, NULL));
     chan__check(pthread_mutex_init(&s->stack_mu, NULL));
+    chan__check(pthread_mutex_init(&s->task_mu, NULL));
+    chan__check(pthread_mutex_init(&s->mon_mu, NULL));
+    chan__check(pthread_condattr_init(&ca));
+    chan__check(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+    chan__check(pthread_cond_init(&s->mon_cv, &ca));
+    pthread_condattr_destroy(&ca);
+    atomic_init(&s->all_tasks, NULL);
+    atomic_init(&s->next_id, 1); /* 0 means "no task" (task.c) */
     s->stacks.max = SHARED_STACKS;
     for (unsigned i = 0; i < threads; i++) {
         chan__worker_t *w = &s->workers[i];
@@ -676,6 +688,11 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
         }
         w->started = 1;
     }
+    if (chan__monitor_start(s) < 0) {
+        sched_stop(s);
+        sched_destroy(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -710,6 +727,8 @@ int chan_sched_wait(chan_sched_t *s)
             return 0;
         }
         chan__sel_init(&d.sel);
+        chan__park_note(d.sel.parker, CHAN_WAIT_SCHED, s, 0, 0,
+                        CHAN_NO_DEADLINE);
         d.next = s->done_waiters;
         s->done_waiters = &d;
         chan__check(pthread_mutex_unlock(&s->done_mu));
@@ -724,6 +743,7 @@ void chan_sched_free(chan_sched_t *s)
     if (chan_sched_wait(s) != 0)
         return;
     int saved_errno = chan__errno_save();
+    chan__monitor_stop(s);
     /* The joins below do hold a task's worker when called from a task of
      * another scheduler, but only until s's idle workers see stop: they
      * have nothing left to run. */

@@ -35,10 +35,16 @@
  *   sched->idle_mu  tokens and stop (idle_word is an atomic);
  *   sched->done_mu  the waiters of chan_sched_wait (ntasks is an atomic);
  *   sched->stack_mu the shared stack cache, the cold pool and the
- *                   stack-wait list (nswait is an atomic).
+ *                   stack-wait list (nswait is an atomic);
+ *   sched->task_mu  the free list of task structs (all_tasks is a
+ *                   lock-free list that only grows);
+ *   sched->mon_mu   the deadlock monitor's stop flag (dump.c).
  *
- * Lifetimes.  A task is allocated by chan_go and freed by the worker that
- * runs it to completion, after it has switched away for the last time.
+ * Lifetimes.  A task's struct is taken by chan_go and given back by the
+ * worker that runs it to completion, after it has switched away for the
+ * last time, to that worker's cache or the scheduler's free list for the
+ * next chan_go: it is freed only by chan_sched_free, so that
+ * chan_sched_dump may read any task struct at any time (task.c, dump.c).
  * Its stack is taken when it first runs (so that a queue of many tasks
  * that have not started costs no stacks) and goes back to a cache when it
  * finishes: its worker's, else the shared one, else (both full) the cold
@@ -104,21 +110,39 @@ struct chan__task {
     /* Timed parks (task.c).  timer is armed only while the task waits
      * with a deadline.  tlock, a spin lock, orders the worker's "publish
      * PARKED" against the timer's "time is up"; fired is guarded by it. */
-    int timed;                    /* this park has a deadline; the task's */
-    int fired;                    /* the timer ran for this wait; tlock */
+    unsigned char timed;          /* this park has a deadline; the task's */
+    unsigned char fired;          /* the timer ran for this wait; tlock */
     _Atomic int tlock;
     chan__ctx_t ctx;              /* saved registers while switched out */
     /* How the task sleeps; parker.ops points at task.c's wait and wake,
-     * parker.slot at wait1.  parker.state follows park.h; task.c explains
-     * the timed case. */
+     * parker.slot at wait1, parker.note at note.  parker.state follows
+     * park.h; task.c explains the timed case.  chan_sched_dump reads
+     * parker.state from any thread. */
     chan__parker_t parker;
     _Alignas(CHAN_CACHELINE) chan__wait1_t wait1;
 
+    /* What the task waits on (park.h), written at every park, and its id,
+     * 0 while the struct holds no task: read by chan_sched_dump and the
+     * deadlock monitor from any thread (dump.c). */
+    _Alignas(CHAN_CACHELINE) chan__park_note_t note;
+    _Atomic uint64_t id;
     chan__task_t *next;           /* link in the global queue; gmu */
     void (*fn)(void *arg);        /* the task's function; immutable */
     void *arg;
+
     void *mem;                    /* what malloc returned, for free */
     chan__timer_t timer;
+    /* Every task struct of the scheduler, started or cached, linked from
+     * sched->all_tasks: never unlinked or freed before chan_sched_free, so
+     * that a dump may walk them at any time.  Immutable once linked. */
+    chan__task_t *all_next;
+    /* Where chan_go was called (chan_go_at), or NULL; for the dump. */
+    _Atomic(const char *) file;
+    _Atomic int line;
+    /* The note's seq when a dump or the monitor first saw this park, and
+     * when (CLOCK_MONOTONIC ns): how long the task has been parked. */
+    _Atomic unsigned seen_seq;
+    _Atomic int64_t seen_at;
 
 #ifdef CHAN_ASAN
     void *asan_fake;              /* ASan's fake stack while switched out */
@@ -143,7 +167,9 @@ CHAN_INTERNAL void chan__task_drain(chan__worker_t *w);
 struct chan__worker {
     chan__ctx_t ctx;              /* the worker loop while a task runs */
     chan_sched_t *sched;          /* immutable */
-    chan__task_t *current;        /* the running task; worker thread only */
+    /* The running task.  Written by the worker thread only, with relaxed
+     * atomic stores, since chan_sched_dump reads it from anywhere. */
+    chan__task_t *current;
     int after;                    /* enum chan__after; set by the task */
     unsigned id;                  /* index in sched->workers; immutable */
     pthread_t thread;
@@ -175,6 +201,9 @@ struct chan__worker {
      * this worker to reuse (task.c); worker thread only. */
     chan__task_t *free_tasks;
     unsigned nfree_tasks;
+    /* Task ids this worker hands out without touching sched->next_id:
+     * next_id .. id_end - 1; worker thread only. */
+    uint64_t next_id, id_end;
     size_t finished;              /* tasks returned, not yet flushed */
 
 #ifdef CHAN_ASAN
@@ -232,6 +261,27 @@ struct chan_sched {
     _Atomic size_t nswait;
     /* 1 once a failure to map a stack was reported (task.c). */
     _Atomic int stack_warned;
+
+    /* Every task struct ever allocated for s, through task->all_next
+     * (pushed with a release CAS, walked with acquire loads, never
+     * shortened before chan_sched_destroy); the structs of finished tasks
+     * that no worker cache holds, through task->next (task_mu); and the
+     * next batch of task ids (task.c). */
+    _Atomic(chan__task_t *) all_tasks;
+    pthread_mutex_t task_mu;
+    chan__task_t *free_tasks;     /* task_mu */
+    _Atomic uint64_t next_id;
+
+    /* The deadlock monitor (dump.c), started only with CHAN_DEBUG=deadlock.
+     * mon_mu guards mon_stop; the rest is the monitor thread's own. */
+    int mon_started;
+    pthread_t mon_thread;
+    pthread_mutex_t mon_mu;
+    pthread_cond_t mon_cv;        /* CLOCK_MONOTONIC */
+    int mon_stop;
+    int mon_reported;             /* the report was written */
+    unsigned long mon_progress;   /* chan__debug_progress at mon_since */
+    int64_t mon_since;
 };
 
 /* ---------------------------------------------------------------- sched.c */
@@ -279,5 +329,20 @@ CHAN_INTERNAL chan__task_t *chan__task_stack_waiter(chan_sched_t *s);
 
 /* The park hook installed for tasks (park.h). */
 CHAN_INTERNAL chan__parker_t *chan__task_parker(void);
+
+/* chan__task_free_all - free every task struct of s (chan_sched_free). */
+CHAN_INTERNAL void chan__task_free_all(chan_sched_t *s);
+
+/* ---------------------------------------------------------------- dump.c */
+
+/*
+ * chan__monitor_start - with CHAN_DEBUG=deadlock in the environment, start
+ * s's deadlock monitor thread.  Returns 0, or -EAGAIN if the thread cannot
+ * be started.  Called by chan_sched_new once the workers run.
+ */
+CHAN_INTERNAL int chan__monitor_start(chan_sched_t *s);
+
+/* chan__monitor_stop - stop and join s's monitor, if it runs. */
+CHAN_INTERNAL void chan__monitor_stop(chan_sched_t *s);
 
 #endif /* CHAN_SCHED_SCHED_H */

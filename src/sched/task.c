@@ -406,63 +406,132 @@ chan__parker_t *chan__task_parker(void)
 /* ---------------------------------------------------------------- structs */
 
 enum {
-    /* Finished tasks' structs a worker keeps for new tasks started on it:
-     * malloc and free cost more than a task's start and finish otherwise,
-     * the more so as a struct is often freed by another thread than the
-     * one that allocated it.  None under AddressSanitizer (task_release). */
+    /* Finished tasks' structs a worker keeps for new tasks started on it,
+     * and how many it moves to or from the scheduler's shared list at
+     * once when its cache overflows or runs dry: malloc and free cost more
+     * than a task's start and finish otherwise, the more so as a struct is
+     * often freed by another thread than the one that allocated it. */
     WORKER_FREE_TASKS = 64,
+    FREE_TASKS_BATCH = 32,
+    /* Task ids a worker takes from sched->next_id at once. */
+    ID_BATCH = 256,
 };
 
-/* A zeroed task struct aligned to a cache line (struct chan__task), from
- * w's cache if w is not NULL and has one; NULL if memory runs out. */
-static chan__task_t *task_alloc(chan__worker_t *w)
+/*
+ * Task structs are never given back to malloc before chan_sched_free, as
+ * Go never frees its goroutine structs: every one stays on the
+ * scheduler's all_tasks list, so that chan_sched_dump may walk them from
+ * any thread at any time, without a lock and without reading freed
+ * memory.  A finished task's struct goes to its worker's cache, or beyond
+ * that to the scheduler's shared list, for the next chan_go.  Its id is 0
+ * while it holds no task.
+ */
+
+/* A new struct, zeroed and aligned to a cache line (struct chan__task),
+ * linked into s's all_tasks; NULL if memory runs out. */
+static chan__task_t *task_new(chan_sched_t *s)
 {
-    chan__task_t *t = w ? w->free_tasks : NULL;
-    void *mem;
-    if (t) {
-        w->free_tasks = t->next;
-        w->nfree_tasks--;
-        mem = t->mem;
-    } else {
-        /* Aligned by hand: glibc's aligned_alloc leaves fragments that
-         * slow later frees down. */
-        int saved_errno = chan__errno_save();
-        mem = malloc(sizeof(chan__task_t) + CHAN_CACHELINE - 1);
-        chan__errno_restore(saved_errno);
-        if (!mem)
-            return NULL;
-        t = (chan__task_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
-                             ~(uintptr_t)(CHAN_CACHELINE - 1));
+    /* Aligned by hand: glibc's aligned_alloc leaves fragments that slow
+     * later frees down. */
+    int saved_errno = chan__errno_save();
+    void *mem = malloc(sizeof(chan__task_t) + CHAN_CACHELINE - 1);
+    chan__errno_restore(saved_errno);
+    if (!mem) {
+        return NULL;
     }
+    chan__task_t *t = (chan__task_t *)(((uintptr_t)mem + CHAN_CACHELINE - 1) &
+                                       ~(uintptr_t)(CHAN_CACHELINE - 1));
     memset(t, 0, sizeof *t);
     t->mem = mem;
+    t->sched = s;
+    t->parker.ops = &task_ops;
+    t->parker.slot = &t->wait1;
+    t->parker.note = &t->note;
+    /* Release: a dump that finds t on the list sees it initialised. */
+    t->all_next = atomic_load_explicit(&s->all_tasks, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&s->all_tasks, &t->all_next,
+                                                  t, memory_order_release,
+                                                  memory_order_relaxed))
+        ;
     return t;
 }
 
-/* Gives finished t's struct to w's cache, or back to malloc. */
+/* A struct for a new task of s: from w's cache if w is not NULL, else
+ * from s's shared list (a batch of them into w's cache), else new. */
+static chan__task_t *task_alloc(chan_sched_t *s, chan__worker_t *w)
+{
+    chan__task_t *t = w ? w->free_tasks : NULL;
+    if (t) {
+        w->free_tasks = t->next;
+        w->nfree_tasks--;
+        return t;
+    }
+    chan__check(pthread_mutex_lock(&s->task_mu));
+    t = s->free_tasks;
+    if (t) {
+        s->free_tasks = t->next;
+        for (unsigned i = 0; w && s->free_tasks && i < FREE_TASKS_BATCH; i++) {
+            chan__task_t *x = s->free_tasks;
+            s->free_tasks = x->next;
+            x->next = w->free_tasks;
+            w->free_tasks = x;
+            w->nfree_tasks++;
+        }
+    }
+    chan__check(pthread_mutex_unlock(&s->task_mu));
+    return t ? t : task_new(s);
+}
+
+/* Gives finished t's struct to w's cache, moving a batch of the cache to
+ * the shared list when it is full. */
 static void task_release(chan__worker_t *w, chan__task_t *t)
 {
-#ifndef CHAN_ASAN
-    if (w->nfree_tasks < WORKER_FREE_TASKS) {
-        t->next = w->free_tasks;
-        w->free_tasks = t;
-        w->nfree_tasks++;
+    t->next = w->free_tasks;
+    w->free_tasks = t;
+    if (++w->nfree_tasks <= WORKER_FREE_TASKS)
         return;
-    }
-#else
-    (void)w; /* every struct is freed: ASan sees a use after the finish */
-#endif
-    free(t->mem);
+    chan__task_t *first = w->free_tasks, *last = first;
+    for (unsigned i = 1; i < FREE_TASKS_BATCH; i++)
+        last = last->next;
+    w->free_tasks = last->next;
+    w->nfree_tasks -= FREE_TASKS_BATCH;
+    chan_sched_t *s = w->sched;
+    chan__check(pthread_mutex_lock(&s->task_mu));
+    last->next = s->free_tasks;
+    s->free_tasks = first;
+    chan__check(pthread_mutex_unlock(&s->task_mu));
 }
 
 void chan__task_drain(chan__worker_t *w)
 {
-    while (w->free_tasks) {
-        chan__task_t *t = w->free_tasks;
-        w->free_tasks = t->next;
-        free(t->mem);
-    }
+    /* The structs themselves are freed by chan__task_free_all. */
+    w->free_tasks = NULL;
     w->nfree_tasks = 0;
+}
+
+void chan__task_free_all(chan_sched_t *s)
+{
+    chan__task_t *t = atomic_load_explicit(&s->all_tasks, memory_order_acquire);
+    while (t) {
+        chan__task_t *next = t->all_next;
+        free(t->mem);
+        t = next;
+    }
+    atomic_store_explicit(&s->all_tasks, NULL, memory_order_relaxed);
+    s->free_tasks = NULL;
+}
+
+/* A fresh id for a task of s started on w (NULL outside s's tasks). */
+static uint64_t task_id(chan_sched_t *s, chan__worker_t *w)
+{
+    if (!w)
+        return atomic_fetch_add_explicit(&s->next_id, 1, memory_order_relaxed);
+    if (w->next_id == w->id_end) {
+        w->next_id = atomic_fetch_add_explicit(&s->next_id, ID_BATCH,
+                                               memory_order_relaxed);
+        w->id_end = w->next_id + ID_BATCH;
+    }
+    return w->next_id++;
 }
 
 /* ---------------------------------------------------------------- run */
@@ -470,6 +539,8 @@ void chan__task_drain(chan__worker_t *w)
 /* Worker side of a task's return: free everything it had. */
 static void task_finish(chan__worker_t *w, chan__task_t *t)
 {
+    /* No task any more, for a dump (relaxed: it only ever sees an id). */
+    atomic_store_explicit(&t->id, 0, memory_order_relaxed);
     stack_put(w, t->stack); /* the TSan fiber stays with the stack */
     task_release(w, t);
     /* Counted off sched->ntasks by chan__task_flush, in a batch. */
@@ -533,10 +604,11 @@ chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
         }
         task_set_stack(t, lo);
     }
-    w->current = t;
+    /* Atomic stores: a dump reads current from any thread. */
+    __atomic_store_n(&w->current, t, __ATOMIC_RELAXED);
     w->after = CHAN_AFTER_NONE;
     switch_to_task(w, t);
-    w->current = NULL;
+    __atomic_store_n(&w->current, NULL, __ATOMIC_RELAXED);
     switch (w->after) {
     case CHAN_AFTER_YIELD:
         chan__sched_push_local(w, t);
@@ -554,7 +626,8 @@ chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
 
 /* ---------------------------------------------------------------- API */
 
-int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
+int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
+               const char *file, int line)
 {
     if (!fn)
         return -EINVAL;
@@ -579,26 +652,47 @@ int chan_go(chan_sched_t *s, void (*fn)(void *arg), void *arg)
         return -ENOMEM;
     /* From this worker's cache when started by a task of s. */
     chan__worker_t *w = chan__worker_self();
-    chan__task_t *t =
-        task_alloc(w && w->current && w->sched == s ? w : NULL);
+    if (!(w && w->current && w->sched == s))
+        w = NULL;
+    chan__task_t *t = task_alloc(s, w);
     if (!t) {
         if (lo)
             chan__stack_free(lo, s->stack_size);
         return -ENOMEM;
     }
-    t->parker.ops = &task_ops;
-    t->parker.slot = &t->wait1;
-    atomic_init(&t->parker.state, CHAN_PARK_EMPTY);
-    atomic_init(&t->tlock, 0);
-    t->sched = s;
+    /* A struct from a cache still holds its last task's fields; what
+     * task_new zeroed is reset here.  The fields a dump reads (id,
+     * parker.state, the note) are atomics and written as such. */
+    t->stack = NULL;
+    t->timed = 0;
+    t->fired = 0;
+    atomic_store_explicit(&t->tlock, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->parker.state, CHAN_PARK_EMPTY,
+                          memory_order_relaxed);
+    t->next = NULL;
     t->fn = fn;
     t->arg = arg;
+#ifdef CHAN_ASAN
+    t->asan_fake = NULL;
+#endif
+    chan__assert(t->timer.slot == 0);
+    atomic_store_explicit(&t->file, file, memory_order_relaxed);
+    atomic_store_explicit(&t->line, line, memory_order_relaxed);
+    /* Release: a dump that reads the id sees the fields above. */
+    atomic_store_explicit(&t->id, task_id(s, w), memory_order_release);
     if (lo)
         task_set_stack(t, lo);
     /* Counted before it is queued, so chan_sched_wait cannot miss it. */
     atomic_fetch_add_explicit(&s->ntasks, 1, memory_order_relaxed);
     chan__sched_spawn(s, t);
     return 0;
+}
+
+/* The function behind the chan_go macro of chan.h, for callers that take
+ * its address or bypass the macro. */
+int(chan_go)(chan_sched_t *s, void (*fn)(void *arg), void *arg)
+{
+    return chan_go_at(s, fn, arg, NULL, 0);
 }
 
 chan_sched_t *chan_sched_current(void)
@@ -625,7 +719,9 @@ int chan_sleep(int64_t ns)
      * same code sleeps a task (parked, its worker free) or a thread. */
     chan__sel_t sel;
     chan__sel_init(&sel);
-    int rc = chan__sel_wait(&sel, chan__deadline(ns));
+    int64_t deadline = chan__deadline(ns);
+    chan__park_note(sel.parker, CHAN_WAIT_SLEEP, NULL, 0, 0, deadline);
+    int rc = chan__sel_wait(&sel, deadline);
     chan__assert(rc == -ETIMEDOUT);
     return 0;
 }
