@@ -39,7 +39,6 @@ _Atomic unsigned long chan__debug_progress;
 /* A thread's parker, with what only threads need. */
 struct thread_parker {
     chan__parker_t p;                   /* first: see tp() */
-    chan__park_note_t note;             /* p.note; nobody reads it */
     int ready;                          /* mu and cv initialised */
     int64_t spin;                       /* spin budget in ns */
     pthread_mutex_t mu;                 /* guards sleeping (not on Linux) */
@@ -84,7 +83,6 @@ static void parker_init(struct thread_parker *p)
     pthread_condattr_destroy(&attr);
     p->p.ops = NULL;
     p->p.slot = NULL;
-    p->p.note = &p->note;
     p->spin = SPIN_MAX_NS;
     p->ready = 1;
     if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0) {

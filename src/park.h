@@ -42,13 +42,14 @@ typedef struct chan__parker chan__parker_t;
 
 /*
  * What a parked thread or task waits on, for chan_sched_dump and the
- * deadlock report (src/sched/dump.c).  Every blocking call writes its
- * parker's note with chan__park_note() just before it parks; the dump reads
- * a task's note from any thread while the task is PARKED.  The fields are
- * atomics written and read with relaxed order (plain moves): a dump that
- * races with a task parking again may print a mix of the two waits, but
- * reads nothing but these numbers, so that is harmless.  The note is never
- * cleared: it is meaningful only while the parker's state is PARKED.
+ * deadlock report (src/sched/dump.c): the note, a few fields of the parker
+ * itself.  Every blocking call writes it with chan__park_note() just
+ * before it parks; the dump reads a task's note from any thread while the
+ * task is PARKED.  The fields are atomics written and read with relaxed
+ * order (plain moves): a dump that races with a task parking again may
+ * print a mix of the two waits, but it reads nothing but these numbers,
+ * so that is harmless.  The note is never cleared: it means something only
+ * while the state is PARKED.
  */
 enum chan__wait_kind {
     CHAN_WAIT_NONE = 0,
@@ -61,16 +62,6 @@ enum chan__wait_kind {
     CHAN_WAIT_FD,        /* a: the descriptor; b: the poll(2) events */
     CHAN_WAIT_SCHED,     /* chan_sched_wait; obj: the scheduler waited for */
 };
-
-typedef struct chan__park_note {
-    _Atomic unsigned char kind;   /* enum chan__wait_kind */
-    _Atomic unsigned char timed;  /* 1: the wait has a deadline */
-    /* Parks so far, counted by chan__park_note(): tells one park from the
-     * next, so that a dump can stamp when it first saw a park (dump.c). */
-    _Atomic unsigned seq;
-    _Atomic(const void *) obj;
-    _Atomic size_t a, b;
-} chan__park_note_t;
 
 /*
  * How a task parker sleeps and wakes; the scheduler provides one.  wait()
@@ -85,16 +76,26 @@ struct chan__park_ops {
 
 struct chan__parker {
     _Atomic int state;                  /* CHAN_PARK_*, see above */
+    /* The note (see above): parks so far, counted by chan__park_note(),
+     * which tells one park from the next so that a dump can stamp when it
+     * first saw a park (dump.c). */
+    _Atomic unsigned note_seq;
     const struct chan__park_ops *ops;   /* NULL: a plain thread (park.c) */
     /* Where a blocked send or receive of the owner keeps its waiter (see
      * waitq.h), or NULL for the caller's stack.  A task's is in the task:
      * a peer that claims the waiter then touches the task's memory, not
      * the stack of a task parked long ago (a cold page). */
     struct chan__wait1 *slot;
-    /* What the owner waits on: a task's own note (the dump reads it), or a
-     * thread's, which nobody reads but which spares chan__park_note() a
-     * branch.  Immutable. */
-    chan__park_note_t *note;
+    /* The rest of the note: kind (enum chan__wait_kind), whether the wait
+     * has a deadline, and obj, a and b as enum chan__wait_kind says (a and
+     * b saturated at UINT32_MAX).  In the parker, not beside it, because a
+     * task's parker shares the one cache line that every park touches
+     * anyway (sched.h): a store to another line per park shows in the
+     * benchmarks. */
+    _Atomic(const void *) note_obj;
+    _Atomic uint32_t note_a, note_b;
+    _Atomic unsigned char note_kind;
+    _Atomic unsigned char note_timed;
 };
 
 /*
@@ -137,7 +138,7 @@ CHAN_INTERNAL void chan__unpark(chan__parker_t *p);
  * before chan__park_wait() or chan__sel_wait(); a descriptor wait calls
  * chan__park_note(p, CHAN_WAIT_FD, NULL, fd, events, deadline).
  *
- * A few plain stores into the owner's note and nothing else: it runs on
+ * A few plain stores into the owner's parker and nothing else: it runs on
  * every park.  No clock is read; "since when" is stamped by the dump
  * (dump.c).
  */
@@ -145,15 +146,18 @@ static inline void chan__park_note(chan__parker_t *p, int kind,
                                    const void *obj, size_t a, size_t b,
                                    int64_t deadline)
 {
-    chan__park_note_t *n = p->note;
-    atomic_store_explicit(&n->kind, (unsigned char)kind, memory_order_relaxed);
-    atomic_store_explicit(&n->timed, deadline != INT64_MAX,
+    atomic_store_explicit(&p->note_kind, (unsigned char)kind,
                           memory_order_relaxed);
-    atomic_store_explicit(&n->obj, obj, memory_order_relaxed);
-    atomic_store_explicit(&n->a, a, memory_order_relaxed);
-    atomic_store_explicit(&n->b, b, memory_order_relaxed);
+    atomic_store_explicit(&p->note_timed, deadline != INT64_MAX,
+                          memory_order_relaxed);
+    atomic_store_explicit(&p->note_obj, obj, memory_order_relaxed);
+    atomic_store_explicit(&p->note_a, a < UINT32_MAX ? (uint32_t)a : UINT32_MAX,
+                          memory_order_relaxed);
+    atomic_store_explicit(&p->note_b, b < UINT32_MAX ? (uint32_t)b : UINT32_MAX,
+                          memory_order_relaxed);
     atomic_store_explicit(
-        &n->seq, atomic_load_explicit(&n->seq, memory_order_relaxed) + 1,
+        &p->note_seq,
+        atomic_load_explicit(&p->note_seq, memory_order_relaxed) + 1,
         memory_order_relaxed);
 }
 

@@ -166,12 +166,13 @@ static int look(chan_sched_t *s, chan__task_t *t, int64_t now, struct seen *v)
         CHAN_PARK_PARKED)
         return 1;
     v->state = 2;
-    unsigned seq = atomic_load_explicit(&t->note.seq, memory_order_relaxed);
-    v->kind = atomic_load_explicit(&t->note.kind, memory_order_relaxed);
-    v->timed = atomic_load_explicit(&t->note.timed, memory_order_relaxed);
-    v->obj = atomic_load_explicit(&t->note.obj, memory_order_relaxed);
-    v->a = atomic_load_explicit(&t->note.a, memory_order_relaxed);
-    v->b = atomic_load_explicit(&t->note.b, memory_order_relaxed);
+    chan__parker_t *p = &t->parker;
+    unsigned seq = atomic_load_explicit(&p->note_seq, memory_order_relaxed);
+    v->kind = atomic_load_explicit(&p->note_kind, memory_order_relaxed);
+    v->timed = atomic_load_explicit(&p->note_timed, memory_order_relaxed);
+    v->obj = atomic_load_explicit(&p->note_obj, memory_order_relaxed);
+    v->a = atomic_load_explicit(&p->note_a, memory_order_relaxed);
+    v->b = atomic_load_explicit(&p->note_b, memory_order_relaxed);
     v->parked_ns = parked_for(t, seq, now);
     return 1;
 }

@@ -94,42 +94,40 @@ struct chan__done_waiter {
 
 /* What a task asks of its worker when it switches back. */
 enum chan__after { CHAN_AFTER_NONE, CHAN_AFTER_YIELD, CHAN_AFTER_PARK,
-                   CHAN_AFTER_EXIT };
+                   CHAN_AFTER_PARK_TIMED, CHAN_AFTER_EXIT };
 
 struct chan__task {
     /*
      * The first cache line holds what every park, wakeup and switch
-     * touches, and the second the waiter of a blocked send or receive
-     * (parker.slot): with thousands of parked tasks, each resumption finds
-     * the task cold in the cache, and every further line costs a miss.
-     * Tasks are allocated aligned to a line (task.c).
+     * touches (with the assembly context switches: parker 48 bytes, sched
+     * and ctx 8 each), and the second the waiter of a blocked send or
+     * receive (parker.slot): with thousands of parked tasks, each
+     * resumption finds the task cold in the cache, and every further line
+     * costs a miss.  Tasks are allocated aligned to a line (task.c).
      */
+    /* How the task sleeps; parker.ops points at task.c's wait and wake,
+     * parker.slot at wait1.  parker.state follows park.h; task.c explains
+     * the timed case.  chan_sched_dump reads parker.state and the note
+     * (park.h) from any thread. */
+    chan__parker_t parker;
     chan_sched_t *sched;          /* immutable */
+    chan__ctx_t ctx;              /* saved registers while switched out;
+                                     ctx.sp is NULL before the first run */
+    _Alignas(CHAN_CACHELINE) chan__wait1_t wait1;
+
+    /* The task's id, 0 while the struct holds no task: read by
+     * chan_sched_dump and the deadlock monitor from any thread (dump.c). */
+    _Alignas(CHAN_CACHELINE) _Atomic uint64_t id;
+    chan__task_t *next;           /* link in the global queue; gmu */
+    void (*fn)(void *arg);        /* the task's function; immutable */
+    void *arg;
     void *stack;                  /* low end of the stack; NULL before the
                                      first run; owned by the running worker */
     /* Timed parks (task.c).  timer is armed only while the task waits
      * with a deadline.  tlock, a spin lock, orders the worker's "publish
      * PARKED" against the timer's "time is up"; fired is guarded by it. */
-    unsigned char timed;          /* this park has a deadline; the task's */
-    unsigned char fired;          /* the timer ran for this wait; tlock */
     _Atomic int tlock;
-    chan__ctx_t ctx;              /* saved registers while switched out */
-    /* How the task sleeps; parker.ops points at task.c's wait and wake,
-     * parker.slot at wait1, parker.note at note.  parker.state follows
-     * park.h; task.c explains the timed case.  chan_sched_dump reads
-     * parker.state from any thread. */
-    chan__parker_t parker;
-    _Alignas(CHAN_CACHELINE) chan__wait1_t wait1;
-
-    /* What the task waits on (park.h), written at every park, and its id,
-     * 0 while the struct holds no task: read by chan_sched_dump and the
-     * deadlock monitor from any thread (dump.c). */
-    _Alignas(CHAN_CACHELINE) chan__park_note_t note;
-    _Atomic uint64_t id;
-    chan__task_t *next;           /* link in the global queue; gmu */
-    void (*fn)(void *arg);        /* the task's function; immutable */
-    void *arg;
-
+    unsigned char fired;          /* the timer ran for this wait; tlock */
     void *mem;                    /* what malloc returned, for free */
     chan__timer_t timer;
     /* Every task struct of the scheduler, started or cached, linked from

@@ -33,6 +33,7 @@ static void trampoline(unsigned hi, unsigned lo)
 void chan__ctx_make(chan__ctx_t *ctx, void *lo, size_t size,
                     void (*fn)(void *), void *arg)
 {
+    ctx->sp = lo; /* only as "has a stack" (task.c) */
     ctx->fn = fn;
     ctx->arg = arg;
     chan__check(getcontext(&ctx->uc));

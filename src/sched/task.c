@@ -65,6 +65,12 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #include "timer.h"
 #include "waitq.h"
 
+#ifndef CHAN_SWITCH_UCONTEXT
+/* The layout that sched.h describes: one line for every park and switch. */
+_Static_assert(offsetof(chan__task_t, wait1) == CHAN_CACHELINE,
+               "a task's parker, sched and ctx fill its first cache line");
+#endif
+
 /* ---------------------------------------------------------------- tlock */
 
 static void tlock_acquire(_Atomic int *l)
@@ -304,13 +310,14 @@ static void task_timeout(chan__timer_t *timer, int64_t now)
 }
 
 /*
- * Worker side of a park (see the top of the file).  Returns 1 if the task
- * must run again at once, 0 if it now belongs to its waker or its timer.
+ * Worker side of a park (see the top of the file); timed: the task armed
+ * its timer (CHAN_AFTER_PARK_TIMED).  Returns 1 if the task must run again
+ * at once, 0 if it now belongs to its waker or its timer.
  */
-static int park_commit(chan__task_t *t)
+static int park_commit(chan__task_t *t, int timed)
 {
     int s = CHAN_PARK_EMPTY;
-    if (!t->timed)
+    if (!timed)
         /* Failure means NOTIFIED: the wakeup came while switching out.
          * acq_rel: on success, release publishes the saved context to the
          * waker that will make the task runnable. */
@@ -360,8 +367,7 @@ static int task_wait(chan__parker_t *p, int64_t deadline)
                 continue;
             }
         }
-        t->timed = timed;
-        switch_to_worker(t, CHAN_AFTER_PARK);
+        switch_to_worker(t, timed ? CHAN_AFTER_PARK_TIMED : CHAN_AFTER_PARK);
         if (timed) {
             chan__timer_cancel(&t->timer);
             tlock_acquire(&t->tlock);
@@ -446,7 +452,6 @@ static chan__task_t *task_new(chan_sched_t *s)
     t->sched = s;
     t->parker.ops = &task_ops;
     t->parker.slot = &t->wait1;
-    t->parker.note = &t->note;
     /* Release: a dump that finds t on the list sees it initialised. */
     t->all_next = atomic_load_explicit(&s->all_tasks, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&s->all_tasks, &t->all_next,
@@ -592,7 +597,7 @@ static void task_set_stack(chan__task_t *t, void *lo)
 
 chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
 {
-    if (!t->stack) {
+    if (CHAN_UNLIKELY(!t->ctx.sp)) { /* (t->stack is on a colder line) */
         int err = -ENOMEM;
         void *lo = stack_get(w, &err);
         if (!lo) {
@@ -614,7 +619,9 @@ chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
         chan__sched_push_local(w, t);
         return NULL;
     case CHAN_AFTER_PARK:
-        return park_commit(t) ? t : NULL;
+        return park_commit(t, 0) ? t : NULL;
+    case CHAN_AFTER_PARK_TIMED:
+        return park_commit(t, 1) ? t : NULL;
     case CHAN_AFTER_EXIT:
         task_finish(w, t);
         return NULL;
@@ -662,9 +669,11 @@ int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
     }
     /* A struct from a cache still holds its last task's fields; what
      * task_new zeroed is reset here.  The fields a dump reads (id,
-     * parker.state, the note) are atomics and written as such. */
+     * parker.state, the note) are atomics and written as such; the note's
+     * seq goes on counting, so that no park of this task looks like one
+     * of the last. */
     t->stack = NULL;
-    t->timed = 0;
+    t->ctx.sp = NULL;
     t->fired = 0;
     atomic_store_explicit(&t->tlock, 0, memory_order_relaxed);
     atomic_store_explicit(&t->parker.state, CHAN_PARK_EMPTY,
