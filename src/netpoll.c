@@ -51,6 +51,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -314,6 +315,10 @@ int chan__pd_wait(chan__pd_t *pd, int fd, int dirs,
 {
     chan__sel_t sel;
     chan__sel_init(&sel);
+    chan__park_note(sel.parker, CHAN_WAIT_FD, NULL, (size_t)fd,
+                    (dirs & CHAN_PD_IN ? POLLIN : 0) |
+                        (dirs & CHAN_PD_OUT ? POLLOUT : 0),
+                    deadline);
     chan__fdwaiter_t w = { .sel = &sel, .index = 0, .dirs = dirs };
     int rc = chan__pd_queue(pd, fd, &w, snap);
     if (rc != 0)

@@ -699,3 +699,37 @@ Test(deadlock, none_while_timers_or_deadlines_are_pending)
     chan_sched_free(b);
     chan_sched_free(c);
 }
+
+struct fdwait {
+    int fd;
+    _Atomic int rc;
+};
+
+static void t_fd_wait(void *arg)
+{
+    struct fdwait *f = arg;
+    atomic_store(&f->rc, chan_fd_wait(f->fd, POLLIN, CHAN_FOREVER));
+}
+
+Test(dump, line_of_a_descriptor_wait)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    struct fdwait f = { .fd = fds[0] };
+    atomic_init(&f.rc, 0);
+    chan_sched_t *s = sched_make(1);
+    cr_assert_eq(chan_go(s, t_fd_wait, &f), 0);
+    static char buf[4096];
+    dump_until_parked(s, buf, sizeof buf, 1);
+    char expect[128], line[512];
+    snprintf(expect, sizeof expect, ": descriptor %d (events 0x%x), started",
+             fds[0], POLLIN);
+    cr_assert(line_with(buf, expect, line, sizeof line), "dump:\n%s", buf);
+    cr_assert_eq(write(fds[1], "x", 1), 1);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert(atomic_load(&f.rc) & POLLIN, "chan_fd_wait returned %d",
+              atomic_load(&f.rc));
+    chan_sched_free(s);
+    close(fds[0]);
+    close(fds[1]);
+}
