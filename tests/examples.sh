@@ -75,6 +75,39 @@ workers_ok() {
         { echo "want: workers=$w jobs=$n results=$n sum=$sum ok"; return 1; }
 }
 
+# dpipe_procs N WORKERS: the pipeline of examples/dpipe.c as separate
+# processes over tcp://127.0.0.1 (a generator, WORKERS squarers sharing its
+# values, a summer waiting for every squarer's end of stream); the sum must
+# be what the single-process pipeline prints.  The ports are derived from
+# this shell's pid, the stages start in any order (dialers retry).
+dpipe_procs() {
+    n="$1" w="$2"
+    prog="$builddir/examples/dpipe"
+    [ -x "$prog" ] || { echo "SKIP: dpipe not built (no nng)"; return 0; }
+    p1=$((20000 + ($$ * 2) % 20000)) p2=$((20001 + ($$ * 2) % 20000))
+    u1="tcp://127.0.0.1:$p1" u2="tcp://127.0.0.1:$p2"
+    out_sum=$(mktemp "${TMPDIR:-/tmp}/dpipe.XXXXXX")
+    $limit $runner "$prog" sum "$u2" "$w" >"$out_sum" 2>&1 &
+    spid=$!
+    pids=""
+    i=0
+    while [ "$i" -lt "$w" ]; do
+        $limit $runner "$prog" square "$u1" "$u2" &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    $limit $runner "$prog" gen "$n" "$u1"
+    grc=$?
+    rc=0
+    for p in $pids; do wait "$p" || rc=$?; done
+    wait "$spid" || rc=$?
+    got=$(cat "$out_sum")
+    rm -f "$out_sum"
+    want=$("$prog" local "$n")
+    [ "$grc" = 0 ] && [ "$rc" = 0 ] && [ "$got" = "$want" ] ||
+        { echo "gen=$grc stages=$rc got '$got', want '$want'"; return 1; }
+}
+
 # check NAME "ARGS" MODE EXPECTED... (see the top of this file)
 check() {
     name="$1" args="$2" mode="$3"
@@ -364,6 +397,22 @@ echo_server_check() {
 }
 echo_server_check TERM
 echo_server_check EOF
+if [ -x "$builddir/examples/dpipe" ]; then
+    check dpipe     "local 1000"  exact "sum=333833500"
+    check dpipe     "local 0"     exact "sum=0"
+    check dpipe     "frob"        status 2
+    # One binary run as separate processes: the three-stage pipeline.
+    # TODO: the work queue (several squarers) is left out: with nng 1.5.2
+    # a squarer sometimes hangs closing its sockets (see src/nng/bridge.c).
+    for spec in "1000 1" "5000 1"; do
+        # shellcheck disable=SC2086
+        if msg=$(dpipe_procs $spec); then
+            echo "PASS: dpipe over processes ($spec)"; passed=$((passed + 1))
+        else
+            echo "FAIL: dpipe over processes ($spec): $msg"; failed=$((failed + 1))
+        fi
+    done
+fi
 # @examples-more@ (append new checks above this line)
 
 echo "examples: $passed passed, $failed failed, $skipped skipped"
