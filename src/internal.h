@@ -86,6 +86,9 @@
 
 #define CHAN_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define CHAN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* Kept out of line: see "errno" below (a function that touches errno is
+ * never inlined into one that parks). */
+#define CHAN_NOINLINE __attribute__((noinline))
 
 /*
  * chan__assert - check an invariant in every build; a broken invariant
@@ -127,8 +130,13 @@
  * A bracket never spans a park, a yield or a task switch: a task may resume
  * on another thread, whose errno is another variable, and the compiler may
  * keep the address of the first thread's errno (__errno_location() is
- * declared const).  Code between the two calls may read errno, as a check
- * of why a call failed.  free() is not bracketed: it leaves errno alone
+ * declared const).  That holds for the whole function the bracket ends up
+ * in, after inlining, not just for the bracket: clang computes the address
+ * once at the top of a function and keeps it across every call in it, a
+ * park included.  So a function that touches errno and is called in a loop
+ * that parks (the tries of io.c) is CHAN_NOINLINE: each call takes the
+ * address of the errno of the thread it runs on.  Code between the two
+ * calls may read errno, as a check of why a call failed.  free() is not bracketed: it leaves errno alone
  * (glibc since 2.33, musl; POSIX.1-2024 requires it).
  */
 static inline int chan__errno_save(void)

@@ -70,7 +70,7 @@ int chan__fd_poll(struct pollfd *p, unsigned long n)
 
 /* poll(2) of fd for events without waiting: revents (> 0), 0 if not
  * ready, -EBADF if fd is not open. */
-static int poll_now(int fd, int events)
+CHAN_NOINLINE static int poll_now(int fd, int events)
 {
     struct pollfd p = { .fd = fd, .events = (short)events };
     int n = chan__fd_poll(&p, 1);
@@ -158,7 +158,7 @@ struct rw {
     int sock;       /* chan_write: -1 unknown, 1 socket, 0 not a socket */
 };
 
-static ssize_t try_read(int fd, void *ctx)
+CHAN_NOINLINE static ssize_t try_read(int fd, void *ctx)
 {
     struct rw *a = ctx;
     int saved = chan__errno_save();
@@ -220,7 +220,7 @@ static ssize_t write_quiet(int fd, const char *p, size_t k, int *e)
     return n;
 }
 
-static ssize_t try_write(int fd, void *ctx)
+CHAN_NOINLINE static ssize_t try_write(int fd, void *ctx)
 {
     struct rw *a = ctx;
     int saved = chan__errno_save();
@@ -281,7 +281,7 @@ struct acc {
     socklen_t *addrlen;
 };
 
-static ssize_t try_accept(int fd, void *ctx)
+CHAN_NOINLINE static ssize_t try_accept(int fd, void *ctx)
 {
     struct acc *a = ctx;
     int saved = chan__errno_save();
@@ -314,7 +314,7 @@ int chan_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 
 /* Whether a connect in progress has finished: 0 (connected), its error,
  * or -EAGAIN while it is still in progress. */
-static ssize_t try_connected(int fd, void *ctx)
+CHAN_NOINLINE static ssize_t try_connected(int fd, void *ctx)
 {
     (void)ctx;
     int r = poll_now(fd, POLLOUT);
