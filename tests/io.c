@@ -22,16 +22,6 @@
 
 TestSuite(io, .timeout = TEST_TIMEOUT_S);
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 /* ------------------------------------------------------------ helpers */
 

@@ -29,16 +29,6 @@ TestSuite(misuse, .timeout = TEST_TIMEOUT_S);
 #ifndef UNDER_ASAN
 #define UNDER_ASAN 0
 #endif
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 /* ------------------------------------------------------------------ */
 /* chan_elem_size and the typed forms                                 */

@@ -18,19 +18,6 @@
 
 TestSuite(sched, .timeout = TEST_TIMEOUT_S);
 
-/* ThreadSanitizer gives every live task (a fiber) a whole thread state of
- * its own, and runs out of mappings long before 10,000 of them. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
-
 static chan_sched_t *sched_make(unsigned threads)
 {
     chan_sched_opts_t o = { .threads = threads, .stack_size = 0 };

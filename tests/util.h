@@ -256,4 +256,18 @@ static inline uint32_t test_rand(uint32_t *state)
     return *state = x;
 }
 
+/* UNDER_TSAN - 1 in a ThreadSanitizer build (by --enable-tsan or by
+ * CFLAGS), which gives every live task a whole thread state of its own, so
+ * tests that keep thousands of tasks alive scale down under it. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 #endif /* CHAN_TESTS_UTIL_H */
