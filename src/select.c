@@ -86,7 +86,8 @@ static inline uint32_t rng_below(uint32_t n)
 /* Scratch for one call: the enabled cases in poll order and in lock order. */
 struct scratch {
     int *poll;               /* case indices, shuffled */
-    int *lock;               /* case indices, sorted by channel address */
+    int *lock;               /* case indices; sorted by channel address
+                              * once select_cases comes to lock */
     chan__waiter_t *waiters; /* indexed like poll[] */
 };
 
@@ -139,17 +140,25 @@ static void sift_down(const chan_case_t *cases, int *idx, size_t root,
  * recurses.  The heap sort is not stable, and need not be: cases on one
  * channel may come in any order here, as pass 2 queues in poll order.
  */
-static void sort_by_chan(const chan_case_t *cases, int *idx, size_t n)
+/* The heap sort half of sort_by_chan, out of line: small selects keep
+ * their insertion sort inline. */
+static CHAN_NOINLINE void heap_sort_by_chan(const chan_case_t *cases,
+                                            int *idx, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(cases, idx, i, n);
+    for (size_t end = n - 1; end > 0; end--) {
+        int top = idx[0];
+        idx[0] = idx[end];
+        idx[end] = top;
+        sift_down(cases, idx, 0, end);
+    }
+}
+
+static inline void sort_by_chan(const chan_case_t *cases, int *idx, size_t n)
 {
     if (n > SELECT_SORT_SMALL) {
-        for (size_t i = n / 2; i-- > 0;)
-            sift_down(cases, idx, i, n);
-        for (size_t end = n - 1; end > 0; end--) {
-            int top = idx[0];
-            idx[0] = idx[end];
-            idx[end] = top;
-            sift_down(cases, idx, 0, end);
-        }
+        heap_sort_by_chan(cases, idx, n);
         return;
     }
     for (size_t i = 1; i < n; i++) {
@@ -182,38 +191,6 @@ static void unlock_all(chan_case_t *cases, const int *lock, size_t n)
         if (i == 0 || cases[lock[i - 1]].ch != ch)
             chan__unlock_ch(ch);
     }
-}
-
-/* Checks every case; returns the number of enabled channel cases, and
- * of enabled descriptor cases in *nfd, or -EINVAL. */
-static long check_cases(const chan_case_t *cases, size_t ncases, size_t *nfd)
-{
-    if (ncases > 0 && !cases)
-        return -EINVAL;
-    if (ncases > (size_t)INT_MAX)
-        return -EINVAL;
-    long enabled = 0;
-    *nfd = 0;
-    for (size_t i = 0; i < ncases; i++) {
-        const chan_case_t *c = &cases[i];
-        if (c->op == CHAN_FD) { /* ch and elem ignored; fd < 0 disables */
-            if (c->fd < 0)
-                continue;
-            if (!(c->events & (POLLIN | POLLOUT)))
-                return -EINVAL;
-            (*nfd)++;
-            continue;
-        }
-        if (c->op != CHAN_RECV && c->op != CHAN_SEND)
-            return -EINVAL;
-        if (!c->ch)
-            continue;
-        chan__check_live(c->ch, "chan_select");
-        if (c->op == CHAN_SEND && !c->elem && c->ch->elem_size > 0)
-            return -EINVAL;
-        enabled++;
-    }
-    return enabled;
 }
 
 /* With nothing to wait for: sleep out the timeout (Go's empty select). */
@@ -338,6 +315,9 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
             return ready_case;
     }
 
+    /* The lock order, sorted only now: a select that pass 0 completes
+     * (the common case on busy buffered channels) never needs it. */
+    sort_by_chan(cases, s->lock, n);
     lock_all(cases, s->lock, n);
     if ((ready_case = poll_cases(cases, s, n)) >= 0)
         return ready_case;
@@ -404,46 +384,74 @@ static int select_mixed(chan_case_t *cases, size_t ncases, size_t nch,
 
 int chan_select(chan_case_t *cases, size_t ncases, int64_t timeout_ns)
 {
-    size_t nfd;
-    long enabled = check_cases(cases, ncases, &nfd);
-    if (enabled < 0)
-        return (int)enabled;
-    if (CHAN_UNLIKELY(nfd > 0))
-        return select_mixed(cases, ncases, (size_t)enabled, nfd, timeout_ns);
-    if (enabled == 0)
-        return wait_nothing(timeout_ns);
+    if ((ncases > 0 && !cases) || ncases > (size_t)INT_MAX)
+        return -EINVAL;
 
-    size_t n = (size_t)enabled;
+    /* Scratch for every case, enabled or not: the cases are counted by
+     * the same pass that shuffles them. */
     int poll_buf[SELECT_STACK_CASES], lock_buf[SELECT_STACK_CASES];
     chan__waiter_t waiter_buf[SELECT_STACK_CASES];
     struct scratch s = { poll_buf, lock_buf, waiter_buf };
     void *heap = NULL;
-    if (n > SELECT_STACK_CASES) {
+    if (ncases > SELECT_STACK_CASES) {
         int saved_errno = chan__errno_save();
-        heap = malloc(n * (2 * sizeof(int) + sizeof(chan__waiter_t)));
+        heap = malloc(ncases * (2 * sizeof(int) + sizeof(chan__waiter_t)));
         chan__errno_restore(saved_errno);
         if (!heap)
             return -ENOMEM;
         s.waiters = heap;
-        s.poll = (int *)(s.waiters + n);
-        s.lock = s.poll + n;
+        s.poll = (int *)(s.waiters + ncases);
+        s.lock = s.poll + ncases;
     }
 
-    /* Inside-out Fisher-Yates: a uniformly random poll order. */
-    size_t m = 0;
+    /* One pass checks every case and puts the enabled channel cases in a
+     * uniformly random poll order (inside-out Fisher-Yates); s.lock gets
+     * them in case order, for select_cases to sort if it comes to lock.
+     * A case of an unknown op, or a send of NULL, fails the whole select
+     * before anything happens. */
+    size_t n = 0, nfd = 0;
+    int rc = 0;
     for (size_t i = 0; i < ncases; i++) {
-        if (!cases[i].ch || cases[i].op == CHAN_FD)
-            continue;
-        uint32_t j = rng_below((uint32_t)m + 1);
-        s.poll[m] = s.poll[j];
-        s.poll[j] = (int)i;
-        s.lock[m] = (int)i;
-        m++;
+        const chan_case_t *c = &cases[i];
+        if (CHAN_LIKELY(c->op == CHAN_RECV || c->op == CHAN_SEND)) {
+            if (!c->ch)
+                continue;
+            chan__check_live(c->ch, "chan_select");
+            if (c->op == CHAN_SEND && !c->elem && c->ch->elem_size > 0) {
+                rc = -EINVAL;
+                break;
+            }
+            uint32_t j = rng_below((uint32_t)n + 1);
+            s.poll[n] = s.poll[j];
+            s.poll[j] = (int)i;
+            s.lock[n] = (int)i;
+            n++;
+        } else if (c->op == CHAN_FD) { /* ch and elem ignored; fd < 0 disables */
+            if (c->fd < 0)
+                continue;
+            if (!(c->events & (POLLIN | POLLOUT))) {
+                rc = -EINVAL;
+                break;
+            }
+            nfd++;
+        } else {
+            rc = -EINVAL;
+            break;
+        }
     }
-    sort_by_chan(cases, s.lock, n);
-
-    int rc = select_cases(cases, &s, n, timeout_ns);
-    free(heap);
+    if (rc == 0) {
+        if (CHAN_UNLIKELY(nfd > 0)) {
+            free(heap); /* select_mixed has scratch of its own */
+            heap = NULL;
+            rc = select_mixed(cases, ncases, n, nfd, timeout_ns);
+        } else if (n == 0) {
+            rc = wait_nothing(timeout_ns);
+        } else {
+            rc = select_cases(cases, &s, n, timeout_ns);
+        }
+    }
+    if (heap)
+        free(heap);
     return rc;
 }
 
