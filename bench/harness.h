@@ -28,6 +28,7 @@ struct bench_opts {
     long ring;         /* w5: threads (or tasks) in the ring */
     size_t ring_stack; /* w5: stack bytes per ring thread */
     double idle;       /* idle: seconds the receiver stays blocked per run */
+    long bcast;        /* bcast: bodies blocked on the channel closed */
 };
 
 /* One measured run: perform n operations, return the elapsed seconds. */

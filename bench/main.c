@@ -3,7 +3,7 @@
  * (runner_threads.c, later runner_tasks.c) decides what a body is.
  *
  *   bench_threads [-r reps] [-t seconds] [-n ring] [-s ring_stack_kib]
- *                 [-i idle_seconds] [-l] [workload ... | all]
+ *                 [-i idle_seconds] [-b bcast_bodies] [-l] [workload ... | all]
  *
  * Prints one line per result (format in harness.h).  Exit status: 0, 1 on
  * a failure or a wrong result, 2 for an unknown workload or bad usage.
@@ -20,12 +20,13 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [-r reps] [-t seconds] [-n ring] [-s ring_stack_kib]\n"
-            "          [-i idle_seconds] [-l] [workload ... | all]\n"
+            "          [-i idle_seconds] [-b bcast_bodies] [-l] [workload ... | all]\n"
             "  -r  measured runs per workload, median printed (default 5)\n"
             "  -t  target seconds per measured run (default 0.3)\n"
             "  -n  w5: bodies in the ring (default 1000)\n"
             "  -s  w5: stack KiB per ring thread (default 64)\n"
             "  -i  idle: seconds blocked per run (default 1)\n"
+            "  -b  bcast: bodies blocked on the channel closed (default 1000)\n"
             "  -l  list the workloads and exit\n",
             prog);
     exit(2);
@@ -44,15 +45,17 @@ int main(int argc, char **argv)
 {
     struct bench_opts o = {
         .reps = 5, .target = 0.3, .ring = 1000, .ring_stack = 64 * 1024, .idle = 1,
+        .bcast = 1000,
     };
     int c;
-    while ((c = getopt(argc, argv, "r:t:n:s:i:l")) != -1) {
+    while ((c = getopt(argc, argv, "r:t:n:s:i:b:l")) != -1) {
         switch (c) {
         case 'r': o.reps = (int)num(optarg, argv[0], 1); break;
         case 't': o.target = num(optarg, argv[0], 1e-3); break;
         case 'n': o.ring = (long)num(optarg, argv[0], 2); break;
         case 's': o.ring_stack = (size_t)num(optarg, argv[0], 16) * 1024; break;
         case 'i': o.idle = num(optarg, argv[0], 1e-3); break;
+        case 'b': o.bcast = (long)num(optarg, argv[0], 1); break;
         case 'l':
             for (size_t i = 0; bench_workload_name(i); i++)
                 puts(bench_workload_name(i));

@@ -12,6 +12,7 @@
 #   RING=1000       w5: threads in the ring
 #   RING_STACK_KIB=64  w5: stack per ring thread
 #   IDLE=1          idle: seconds blocked per run
+#   BCAST=1000      bcast: bodies blocked on the channel that is closed
 #   TIMEOUT=300     seconds before one workload is declared hung
 #   RESULTS=bench/last-results.tsv  where results are kept; the previous
 #                   file is what the ratios compare with, and is moved to
@@ -25,6 +26,7 @@ TARGET=${TARGET:-0.3}
 RING=${RING:-1000}
 RING_STACK_KIB=${RING_STACK_KIB:-64}
 IDLE=${IDLE:-1}
+BCAST=${BCAST:-1000}
 TIMEOUT=${TIMEOUT:-300}
 RESULTS=${RESULTS:-bench/last-results.tsv}
 FAIL_ON_REGRESSION=${FAIL_ON_REGRESSION:-0}
@@ -44,7 +46,7 @@ fi
 ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 model=$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
 echo "== bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $ncpu CPUs${model:+, $model}, $(uname -sr)"
-echo "== reps=$REPS target=${TARGET}s ring=$RING x ${RING_STACK_KIB} KiB idle=${IDLE}s"
+echo "== reps=$REPS target=${TARGET}s ring=$RING x ${RING_STACK_KIB} KiB idle=${IDLE}s bcast=$BCAST"
 
 failed=0
 for prog in $progs; do
@@ -57,7 +59,7 @@ for prog in $progs; do
     for wl in $wls; do
         printf ' %s' "$wl" >&2
         out=$($tmo "$prog" -r "$REPS" -t "$TARGET" -n "$RING" -s "$RING_STACK_KIB" \
-            -i "$IDLE" "$wl" </dev/null)
+            -i "$IDLE" -b "$BCAST" "$wl" </dev/null)
         rc=$?
         [ -n "$out" ] && printf '%s\n' "$out" >>"$new"
         if [ $rc -ne 0 ]; then

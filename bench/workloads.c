@@ -10,12 +10,17 @@
  *                 selecting over the 4, ns per message
  *   w5            a ring of bodies linked by unbuffered channels passing one
  *                 token, ns per hop (also ring-spawn: ns to start one body)
- *   sel1/4/16     one body: chan_select over 1/4/16 receive cases of which
+ *   sel1/4/16/64  one body: chan_select over 1/4/16/64 receive cases of which
  *                 exactly one is ready, then chan_send of the token to the
  *                 next channel (capacity 1, so it never blocks); ns per
  *                 select + send
  *   sel1000/sel100000  the same over 1000 / 100,000 channels, listed in
  *                 an order other than their addresses'
+ *   fanin1000/fanin64  1000 / 64 producers sending on one unbuffered
+ *                 channel to one consumer, ns per message
+ *   bcast         o->bcast bodies blocked in chan_recv on one channel: ns
+ *                 from its chan_close until all of them have returned from
+ *                 chan_recv (a wait group says so), per body
  *   sendrecv      one body: chan_send then chan_recv on a capacity-1
  *                 channel (the blocking calls' uncontended path), ns per pair
  *   try-pair      the same with chan_trysend and chan_tryrecv
@@ -403,7 +408,7 @@ struct micro {
     long n;
     int nch;          /* channels in use */
     size_t cap;       /* their capacity (make: of the channels made) */
-    chan_t *ch[16];
+    chan_t *ch[64];
     long bad;         /* operations that returned something unexpected */
 };
 
@@ -430,7 +435,7 @@ static double run_micro_body(void *ctx, long n)
 static void sel_loop(struct micro *m)
 {
     int64_t v = -1;
-    chan_case_t cases[16];
+    chan_case_t cases[64];
     for (int i = 0; i < m->nch; i++)
         cases[i] = CHAN_RECV_CASE(m->ch[i], &v);
     send64(m->ch[0], 0);
@@ -656,6 +661,169 @@ static void wl_idle(void)
     free(pv);
 }
 
+
+/* ------------------------------------------------------------- fan-in */
+
+/*
+ * np producers send 0 .. n-1 between them on one unbuffered channel
+ * (producer p the values congruent to p modulo np, in increasing order),
+ * one consumer receives all n.  The consumer checks that each producer's
+ * values arrive in order and sums them.  Unbuffered, as in the merge of
+ * Go's pipeline pattern: every message is a hand-off from a parked
+ * sender, so the consumer wakes one producer per message.
+ */
+struct fanin {
+    chan_t *ch;
+    int np;
+    long n;
+    uint64_t sum;
+    long bad;
+};
+
+struct fanin_arg {
+    struct fanin *s;
+    int id;
+};
+
+static void fanin_prod(void *p)
+{
+    struct fanin_arg *a = p;
+    for (long v = a->id; v < a->s->n; v += a->s->np)
+        send64(a->s->ch, v);
+}
+
+static void fanin_cons(void *p)
+{
+    struct fanin *s = p;
+    int64_t *next = malloc((size_t)s->np * sizeof *next);
+    if (!next)
+        bench_die("malloc", -ENOMEM);
+    for (int i = 0; i < s->np; i++)
+        next[i] = i;
+    uint64_t sum = 0;
+    long bad = 0;
+    for (long i = 0; i < s->n; i++) {
+        int64_t v = recv64(s->ch);
+        if (v < 0 || v >= s->n) {
+            bad++;
+            continue;
+        }
+        bad += v != next[v % s->np];
+        next[v % s->np] = v + s->np;
+        sum += (uint64_t)v;
+    }
+    free(next);
+    s->sum = sum;
+    s->bad = bad;
+}
+
+struct fanin_cfg {
+    const char *wl;
+    int np;
+};
+
+static double run_fanin(void *ctx, long n)
+{
+    const struct fanin_cfg *cfg = ctx;
+    const char *wl = cfg->wl;
+    int np = cfg->np;
+    struct fanin s = {.ch = mk(sizeof(int64_t), 0), .np = np, .n = n};
+    struct fanin_arg *a = calloc((size_t)np, sizeof *a);
+    if (!a)
+        bench_die("calloc", -ENOMEM);
+    double t0 = bench_now();
+    for (int i = 0; i < np; i++) {
+        a[i] = (struct fanin_arg){&s, i};
+        go(fanin_prod, &a[i], 64 * 1024);
+    }
+    go(fanin_cons, &s, 0);
+    wait_all();
+    double t = bench_now() - t0;
+    bench_check(s.bad == 0, wl, "values out of order");
+    bench_check(s.sum == tri(n), wl, "checksum");
+    bench_check(chan_len(s.ch) == 0, wl, "values left in the channel");
+    free(a);
+    chan_release(s.ch);
+    return t;
+}
+
+/* ---------------------------------------------------------- broadcast */
+
+/*
+ * o->bcast bodies block receiving from one channel; once all of them
+ * have counted themselves (and a moment more, to let the last ones
+ * park), the main thread closes the channel and waits on a wait group
+ * that every body leaves once its chan_recv has returned -EPIPE (Go: the
+ * same with close and a sync.WaitGroup).  One close per run, so every run
+ * starts the bodies anew, untimed; the result is the time from chan_close
+ * to the end of chan_wg_wait, per body.
+ */
+struct bcast {
+    chan_t *gate;  /* elem_size 0, unbuffered: closed to release them all */
+    chan_t *ready; /* capacity 1: the last body to count itself says so */
+    chan_wg_t *wg;
+    long n;
+    atomic_long counted;
+    atomic_long bad; /* receives that returned something but -EPIPE */
+};
+
+static void bcast_body(void *p)
+{
+    struct bcast *s = p;
+    int rc;
+    if (atomic_fetch_add(&s->counted, 1) + 1 == s->n &&
+        (rc = chan_send(s->ready, NULL)) != 0)
+        bench_die("chan_send(ready)", rc);
+    if (chan_recv(s->gate, NULL) != -EPIPE)
+        atomic_fetch_add(&s->bad, 1);
+    if ((rc = chan_wg_done(s->wg)) != 0)
+        bench_die("chan_wg_done", rc);
+}
+
+static void wl_bcast(void)
+{
+    long n = opts->bcast;
+    if (n > INT32_MAX)
+        bench_die("bcast: too many bodies", -EINVAL);
+    int reps = opts->reps;
+    double *vals = calloc((size_t)reps, sizeof *vals);
+    if (!vals)
+        bench_die("calloc", -ENOMEM);
+    /* One warm-up run, unreported: it grows the stack caches and the
+     * allocator as calibration does for the other workloads. */
+    for (int r = -1; r < reps; r++) {
+        struct bcast s = {.gate = mk(0, 0), .ready = mk(0, 1), .wg = chan_wg_new(), .n = n};
+        if (!s.wg)
+            bench_die("chan_wg_new", -ENOMEM);
+        atomic_init(&s.counted, 0);
+        atomic_init(&s.bad, 0);
+        int rc = chan_wg_add(s.wg, (int)n);
+        if (rc != 0)
+            bench_die("chan_wg_add", rc);
+        for (long i = 0; i < n; i++)
+            go(bcast_body, &s, 64 * 1024);
+        if ((rc = chan_recv(s.ready, NULL)) != 0)
+            bench_die("chan_recv(ready)", rc);
+        /* The last bodies counted themselves just before blocking. */
+        bench_sleep(0.02);
+        double t0 = bench_now();
+        if ((rc = chan_close(s.gate)) != 0)
+            bench_die("chan_close", rc);
+        if ((rc = chan_wg_wait(s.wg)) != 0)
+            bench_die("chan_wg_wait", rc);
+        double t = bench_now() - t0;
+        wait_all();
+        bench_check(atomic_load(&s.bad) == 0, "bcast", "a receive did not see the close");
+        if (r >= 0)
+            vals[r] = t * 1e9 / (double)n;
+        chan_wg_free(s.wg);
+        chan_release(s.gate);
+        chan_release(s.ready);
+    }
+    bench_report(runner->impl, "bcast", "ns/body", vals, reps, n);
+    free(vals);
+}
+
 /* ---------------------------------------------------------------- table */
 
 /* ---- spawn: one body starts bodies that only count themselves, in
@@ -741,6 +909,7 @@ static void wl_w4(void) { bench_measure(runner->impl, "w4", "ns/msg", run_w4, NU
 static void wl_sel1(void) { wl_micro("sel1", "ns/op", sel_loop, 1, 1); }
 static void wl_sel4(void) { wl_micro("sel4", "ns/op", sel_loop, 4, 1); }
 static void wl_sel16(void) { wl_micro("sel16", "ns/op", sel_loop, 16, 1); }
+static void wl_sel64(void) { wl_micro("sel64", "ns/op", sel_loop, 64, 1); }
 static void wl_sel1000(void) { wl_selbig("sel1000", 1000); }
 static void wl_sel100000(void) { wl_selbig("sel100000", 100000); }
 static void wl_sendrecv(void) { wl_micro("sendrecv", "ns/op", sendrecv_loop, 1, 1); }
@@ -749,6 +918,13 @@ static void wl_tryrecv_empty(void) { wl_micro("tryrecv-empty", "ns/op", tryrecv_
 static void wl_trysend_full(void) { wl_micro("trysend-full", "ns/op", trysend_full_loop, 1, 1); }
 static void wl_spawn(void) { bench_measure(runner->impl, "spawn", "ns/body", run_spawn, NULL, 1024, opts); }
 static void wl_yield(void) { bench_measure(runner->impl, "yield", "ns/yield", run_yield, NULL, 1024, opts); }
+static void wl_fanin(const char *wl, int np)
+{
+    struct fanin_cfg cfg = {wl, np};
+    bench_measure(runner->impl, wl, "ns/msg", run_fanin, &cfg, 4L * np, opts);
+}
+static void wl_fanin1000(void) { wl_fanin("fanin1000", 1000); }
+static void wl_fanin64(void) { wl_fanin("fanin64", 64); }
 static void wl_make(void) { wl_micro("make", "ns/op", make_loop, 0, 0); }
 static void wl_make1024(void) { wl_micro("make1024", "ns/op", make_loop, 0, 1024); }
 
@@ -767,6 +943,7 @@ static const struct {
     {"sel1", wl_sel1},
     {"sel4", wl_sel4},
     {"sel16", wl_sel16},
+    {"sel64", wl_sel64},
     {"sel1000", wl_sel1000},
     {"sel100000", wl_sel100000},
     {"sendrecv", wl_sendrecv},
@@ -775,6 +952,9 @@ static const struct {
     {"trysend-full", wl_trysend_full},
     {"make", wl_make},
     {"make1024", wl_make1024},
+    {"fanin1000", wl_fanin1000},
+    {"fanin64", wl_fanin64},
+    {"bcast", wl_bcast},
     {"idle", wl_idle},
 };
 
