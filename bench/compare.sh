@@ -19,6 +19,8 @@
 #
 # Knobs, from the environment: REPS=3 TARGET=0.3 PASSES=2 WORKLOADS=(all)
 # RING=1000 RING_STACK_KIB=64 IDLE=1 TIMEOUT=300 (as for bench/run.sh),
+# BCAST=10000 (bodies blocked on the channel of bcast; bench/run.sh runs
+# 1000 to stay quick),
 # GO=go (the Go command), RESULTS=bench/compare-results.tsv (raw lines,
 # with the pass number in front).  Exit status: 1 if something failed to
 # build or a run failed, else 0.
@@ -35,6 +37,7 @@ PASSES=${PASSES:-2}
 RING=${RING:-1000}
 RING_STACK_KIB=${RING_STACK_KIB:-64}
 IDLE=${IDLE:-1}
+BCAST=${BCAST:-10000}
 TIMEOUT=${TIMEOUT:-300}
 GO=${GO:-go}
 RESULTS=${RESULTS:-bench/compare-results.tsv}
@@ -94,7 +97,7 @@ ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 model=$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
 echo "== compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $ncpu CPUs${model:+, $model}, $(uname -sr)"
 echo "== $("$GO" version 2>/dev/null | cut -d' ' -f3), GOMAXPROCS=${GOMAXPROCS:-$ncpu}; $(${CC:-cc} --version 2>/dev/null | head -n 1)"
-echo "== reps=$REPS target=${TARGET}s passes=$PASSES ring=$RING idle=${IDLE}s"
+echo "== reps=$REPS target=${TARGET}s passes=$PASSES ring=$RING idle=${IDLE}s bcast=$BCAST"
 
 : >"$RESULTS" || exit 1
 failed=0
@@ -110,7 +113,7 @@ while [ "$pass" -le "$PASSES" ]; do
             flag=
             case $i in *:*) flag=${i#*:} ;; esac
             out=$($tmo "$cmd" $flag -r "$REPS" -t "$TARGET" -n "$RING" \
-                -s "$RING_STACK_KIB" -i "$IDLE" "$wl" </dev/null)
+                -s "$RING_STACK_KIB" -i "$IDLE" -b "$BCAST" "$wl" </dev/null)
             rc=$?
             if [ $rc -ne 0 ]; then
                 failed=1

@@ -2,7 +2,7 @@
 // Go channels and goroutines, so that bench/compare.sh can put the two side
 // by side on the same machine in the same run.
 //
-//	bench [-locked] [-r reps] [-t seconds] [-n ring] [-s kib] [-i seconds] [-l] [workload ... | all]
+//	bench [-locked] [-r reps] [-t seconds] [-n ring] [-s kib] [-i seconds] [-b bodies] [-l] [workload ... | all]
 //
 // The options and the output are those of the C programs (bench/main.c,
 // bench/harness.h): one tab-separated line per result,
@@ -13,7 +13,10 @@
 // that each blocking channel operation parks and wakes an OS thread: Go's
 // channel algorithm with thread-to-thread handoffs, the fair comparison for
 // libchan's thread mode. Only the standard library is used, so the program
-// builds offline.
+// builds offline. sel_gen.go, the select statements of 64 and 1000 cases,
+// is written by gensel.go:
+//
+//go:generate go run gensel.go
 package main
 
 import (
@@ -37,6 +40,7 @@ var (
 	ringN  = flag.Int("n", 1000, "w5: goroutines in the ring")
 	_      = flag.Int("s", 64, "w5: stack KiB per ring thread (accepted for the C programs' sake; Go sizes stacks itself)")
 	idleS  = flag.Float64("i", 1, "idle: seconds blocked per run")
+	bcastN = flag.Int("b", 1000, "bcast: goroutines blocked on the channel closed")
 	list   = flag.Bool("l", false, "list the workloads and exit")
 )
 
@@ -418,11 +422,45 @@ func sel(nch int) func(n int64) int64 {
 	}
 }
 
-// selMany is sel over nch channels, more than a select statement can list:
-// reflect.Select, which runs the runtime's selectgo on the cases. The cases
-// are in the same fixed pseudo-random order of the channels as in
-// workloads.c.
-func selMany(nch int) func(n int64) int64 {
+// selGen is sel over the nch channels of a generated select statement
+// (sel_gen.go), in the order they were made, as sel64 of bench/workloads.c.
+func selGen(nch int, pick func([]chan int64) (int, int64)) func(n int64) int64 {
+	return func(n int64) int64 {
+		c := make([]chan int64, nch)
+		for i := range c {
+			c[i] = make(chan int64, 1)
+		}
+		return selRound(c, pick, n)
+	}
+}
+
+// selRound passes the token round the channels c: pick waits for the one
+// that holds it, then the token goes, incremented, to the next one. It
+// returns the number of unexpected results.
+func selRound(c []chan int64, pick func([]chan int64) (int, int64), n int64) int64 {
+	nch := len(c)
+	c[0] <- 0
+	pos, bad := 0, int64(0)
+	for i := int64(0); i < n; i++ {
+		k, v := pick(c)
+		if k != pos || v != i {
+			bad++
+		}
+		pos = (k + 1) % nch
+		c[pos] <- v + 1
+	}
+	if <-c[pos] != n {
+		bad++
+	}
+	return bad
+}
+
+// selMany is sel over nch channels listed in the same fixed pseudo-random
+// order of the channels as in workloads.c. With reflected set, the select
+// is reflect.Select, which can take any number of cases up to 65536 but
+// builds them at run time and costs more than a select statement; else it
+// is the generated select statement of nch cases (sel_gen.go).
+func selMany(nch int, reflected bool) func(n int64) int64 {
 	return func(n int64) int64 {
 		c := make([]chan int64, nch)
 		for i := range c {
@@ -436,26 +474,112 @@ func selMany(nch int) func(n int64) int64 {
 			j := int(x % uint32(i+1))
 			c[i], c[j] = c[j], c[i]
 		}
+		if !reflected {
+			return selRound(c, select1000, n)
+		}
 		cases := make([]reflect.SelectCase, nch)
 		for i := range cases {
 			cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c[i])}
 		}
-		c[0] <- 0
-		pos, bad := 0, int64(0)
-		for i := int64(0); i < n; i++ {
+		bad := int64(0)
+		pick := func([]chan int64) (int, int64) {
 			k, rv, ok := reflect.Select(cases)
-			v := rv.Int()
-			if k != pos || !ok || v != i {
+			if !ok {
 				bad++
 			}
-			pos = (k + 1) % nch
-			c[pos] <- v + 1
+			return k, rv.Int()
 		}
-		if <-c[pos] != n {
-			bad++
-		}
-		return bad
+		return bad + selRound(c, pick, n)
 	}
+}
+
+// ------------------------------------------------------------- fan-in
+
+// fanin runs np producers that send 0 .. n-1 between them on one
+// unbuffered channel (producer p the values congruent to p modulo np, in
+// increasing order) and one consumer that receives all n, checking each
+// producer's order and the sum, as bench/workloads.c does.
+func fanin(wl string, np int) func(n int64) time.Duration {
+	return func(n int64) time.Duration {
+		ch := make(chan int64)
+		var wg sync.WaitGroup
+		var sum uint64
+		var bad int64
+		t0 := time.Now()
+		for p := 0; p < np; p++ {
+			first := int64(p)
+			goBody(&wg, func() {
+				for v := first; v < n; v += int64(np) {
+					ch <- v
+				}
+			})
+		}
+		goBody(&wg, func() {
+			next := make([]int64, np)
+			for i := range next {
+				next[i] = int64(i)
+			}
+			for i := int64(0); i < n; i++ {
+				v := <-ch
+				if v < 0 || v >= n {
+					bad++
+					continue
+				}
+				if v != next[v%int64(np)] {
+					bad++
+				}
+				next[v%int64(np)] = v + int64(np)
+				sum += uint64(v)
+			}
+		})
+		wg.Wait()
+		t := time.Since(t0)
+		check(bad == 0, wl, "values out of order")
+		check(sum == tri(n), wl, "checksum")
+		return t
+	}
+}
+
+// ---------------------------------------------------------- broadcast
+
+// bcast: *bcastN goroutines block receiving from one channel; once all
+// have counted themselves (and 20 ms more for the last ones to park), the
+// channel is closed and a WaitGroup waited on that each goroutine leaves
+// once its receive has returned. The result is the time from close to the
+// end of Wait, per goroutine, for *reps runs after an unreported one.
+func bcast() {
+	n := *bcastN
+	vals := make([]float64, *reps)
+	for r := -1; r < *reps; r++ {
+		gate := make(chan struct{})
+		ready := make(chan struct{}, 1)
+		var counted, bad int64
+		var woke, all sync.WaitGroup
+		woke.Add(n)
+		for i := 0; i < n; i++ {
+			goBody(&all, func() {
+				if atomic.AddInt64(&counted, 1) == int64(n) {
+					ready <- struct{}{}
+				}
+				if _, ok := <-gate; ok {
+					atomic.AddInt64(&bad, 1)
+				}
+				woke.Done()
+			})
+		}
+		<-ready
+		time.Sleep(20 * time.Millisecond)
+		t0 := time.Now()
+		close(gate)
+		woke.Wait()
+		t := time.Since(t0)
+		all.Wait()
+		check(atomic.LoadInt64(&bad) == 0, "bcast", "a receive did not see the close")
+		if r >= 0 {
+			vals[r] = float64(t.Nanoseconds()) / float64(n)
+		}
+	}
+	report("bcast", "ns/body", vals, int64(n))
 }
 
 func sendrecv(n int64) int64 {
@@ -650,7 +774,13 @@ var table = []struct {
 	{"sel1", func() { micro("sel1", sel(1)) }},
 	{"sel4", func() { micro("sel4", sel(4)) }},
 	{"sel16", func() { micro("sel16", sel(16)) }},
-	{"sel1000", func() { microFrom("sel1000", selMany(1000), 4) }},
+	{"sel64", func() { micro("sel64", selGen(64, select64)) }},
+	// sel1000 is a select statement of 1000 cases; sel1000-reflect,
+	// which the C programs do not have, is reflect.Select on the same.
+	{"sel1000", func() {
+		microFrom("sel1000", selMany(1000, false), 4)
+		microFrom("sel1000-reflect", selMany(1000, true), 4)
+	}},
 	// reflect.Select takes at most 65536 cases, and a select statement
 	// lists its cases in the source: Go has no select of 100,000 cases.
 	{"sel100000", func() { fmt.Fprintln(os.Stderr, "go: sel100000: no select of that many cases in Go; skipped") }},
@@ -660,6 +790,9 @@ var table = []struct {
 	{"trysend-full", func() { micro("trysend-full", trysendFull) }},
 	{"make", func() { micro("make", makeChans(0)) }},
 	{"make1024", func() { micro("make1024", makeChans(1024)) }},
+	{"fanin1000", func() { measure("fanin1000", "ns/msg", fanin("fanin1000", 1000), 4000) }},
+	{"fanin64", func() { measure("fanin64", "ns/msg", fanin("fanin64", 64), 256) }},
+	{"bcast", bcast},
 	{"idle", idle},
 }
 
@@ -675,11 +808,11 @@ func run(name string) bool {
 
 func main() {
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s [-locked] [-r reps] [-t seconds] [-n ring] [-s kib] [-i seconds] [-l] [workload ... | all]\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s [-locked] [-r reps] [-t seconds] [-n ring] [-s kib] [-i seconds] [-b bodies] [-l] [workload ... | all]\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if *reps < 1 || *target <= 0 || *ringN < 2 || *idleS <= 0 {
+	if *reps < 1 || *target <= 0 || *ringN < 2 || *idleS <= 0 || *bcastN < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
