@@ -19,7 +19,11 @@
  *
  * bench/go/parked/main.go does the same with goroutines.
  *
- * If not all tasks are parked after w seconds (10 by default), for example
+ * n = 1,000,000 works too, given some 4.5 GB of memory (bench/parked.sh,
+ * 'make bench-parked PARKED=1000000', runs both sides that way).
+ *
+ * If not all tasks are parked after w seconds (10, plus 30 us per task,
+ * by default), for example
  * because the kernel's limit on memory mappings stopped new stacks, the
  * program says how many are, releases them all anyway and exits 1.
  */
@@ -96,7 +100,7 @@ static void report(const char *what, const char *unit, double v)
 int main(int argc, char **argv)
 {
     long threads = 2;
-    double wait_s = 10;
+    double wait_s = -1;
     int opt;
     ntasks = 100000;
     while ((opt = getopt(argc, argv, "n:j:w:")) != -1) {
@@ -110,6 +114,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (wait_s == -1 && ntasks > 0)
+        wait_s = 10 + 30e-6 * (double)ntasks;
     if (ntasks < 1 || threads < 1 || !(wait_s > 0)) {
         fprintf(stderr, "bench_parked: bad option\n");
         return 2;
