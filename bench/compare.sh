@@ -65,7 +65,8 @@ if [ -z "$GO" ] || ! command -v "$GO" >/dev/null 2>&1; then
     die "Go not found (install it, e.g. apt-get install golang-go, or set GO=/path/to/go)"
 fi
 tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/libchan-compare.XXXXXX") || exit 1
-trap 'rm -rf "$tmpdir"' EXIT INT TERM
+trap 'rm -rf "$tmpdir"' EXIT
+trap 'exit 1' INT TERM
 # The Go command needs a writable build cache (under $HOME by default).
 gocache=${GOCACHE:-$(env GOFLAGS= "$GO" env GOCACHE 2>/dev/null)}
 if [ -z "$gocache" ] || [ "$gocache" = off ] || ! mkdir -p "$gocache" 2>/dev/null ||

@@ -42,7 +42,8 @@ if [ -z "$GO" ] || ! command -v "$GO" >/dev/null 2>&1; then
     die "Go not found (install it, e.g. apt-get install golang-go, or set GO=/path/to/go)"
 fi
 tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/libchan-parked.XXXXXX") || exit 1
-trap 'rm -rf "$tmpdir"' EXIT INT TERM
+trap 'rm -rf "$tmpdir"' EXIT
+trap 'exit 1' INT TERM
 gocache=${GOCACHE:-$(env GOFLAGS= "$GO" env GOCACHE 2>/dev/null)}
 if [ -z "$gocache" ] || [ "$gocache" = off ] || ! mkdir -p "$gocache" 2>/dev/null ||
     [ ! -w "$gocache" ]; then
