@@ -397,6 +397,15 @@ echo_server_check() {
 }
 echo_server_check TERM
 echo_server_check EOF
+# httpd_tasks: its arguments here; the server itself in tests/httpd.sh.
+check httpd_tasks   "--help"        lines "usage: httpd_tasks \\[--port P\\] .*" "GET / is a fixed page.*"
+check httpd_tasks   "--workers 0"   status 2
+check httpd_tasks   "--port x"      status 2
+check httpd_tasks   "--port 70000"  status 2
+check httpd_tasks   "--idle-ms 0"   status 2
+check httpd_tasks   "--header-ms"   status 2
+check httpd_tasks   "--frob 1"      status 2
+check httpd_tasks   "--root /nonexistent/dir" status 2
 if [ -x "$builddir/examples/dpipe" ]; then
     check dpipe     "local 1000"  exact "sum=333833500"
     check dpipe     "local 0"     exact "sum=0"
