@@ -342,13 +342,15 @@ else
     skipped=$((skipped + 1))
 fi
 
-# SIGTERM: a graceful end with status 0.
+# SIGTERM: a graceful end with status 0, and nothing on standard error
+# (where a sanitizer would report).
 kill -TERM "$server_pid"
 wait "$server_pid"
 rc=$?
 server_pid=""
 exec 8>&-
-if [ "$rc" = 0 ] && grep -qx "received SIGTERM: shutting down" "$tmp/log" &&
+if [ "$rc" = 0 ] && [ ! -s "$tmp/log.err" ] &&
+    grep -qx "received SIGTERM: shutting down" "$tmp/log" &&
     [ "$(tail -n 1 "$tmp/log")" = bye ] &&
     grep -Eqx "served [0-9]+ connections, [0-9]+ requests, [2-9] timed out, [0-9]+ bad" "$tmp/log"; then
     pass "SIGTERM: status 0, bye"
@@ -377,6 +379,7 @@ shutdown_idle() {
     rc=$?
     server_pid=""
     [ "$rc" = 0 ] || { echo "status $rc"; return 1; }
+    [ ! -s "$tmp/log2.err" ] || { cat "$tmp/log2.err"; return 1; }
     grep -qx "end of input: shutting down" "$tmp/log2" &&
         grep -qx "served 1 connections, 1 requests, 0 timed out, 0 bad" "$tmp/log2" &&
         [ "$(tail -n 1 "$tmp/log2")" = bye ] || { cat "$tmp/log2"; return 1; }
