@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # http.sh - wrk against HTTP/1.1 servers that answer GET / with one fixed
 # response (keep-alive), one after the other on this machine, with the
-# same connections and duration for each, then a table of requests/s and
-# p99 latency, and their ratios to those of go (or of the first server
-# when go is not among them).
+# same connections and duration for each, then a table of requests/s,
+# p99 latency and the server's CPU time per request (user + system, from
+# /proc: the figure that stays meaningful on a loaded machine), and their
+# ratios to those of go (or of the first server when go is not among
+# them).
 #
 #   bench/echo/http.sh [SERVER...]         (from the top of the build tree)
 #
@@ -52,9 +54,16 @@ hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] && hard=1048576
 [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$hard" ] && ulimit -n "$hard"
 
+# The CPU time of process $1 so far, in clock ticks (user + system).
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 names=()
 rps=()
 p99=()
+cpu=()
 failed=0
 echo "== wrk -t$threads -c$conns -d${secs}s --latency, $(nproc) CPUs, $(uname -r)"
 for s in "$@"; do
@@ -88,8 +97,10 @@ for s in "$@"; do
         continue
     fi
     echo "== $name ($cmd)"
+    t0=$(cpu_ticks "$SERVER_PID")
     out=$("$WRK" -t"$threads" -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port/")
     rc=$?
+    t1=$(cpu_ticks "$SERVER_PID")
     printf '%s\n' "$out"
     r=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/ { print $2 }')
     l=$(printf '%s\n' "$out" | awk '$1 == "99%" { print $2 }')
@@ -103,6 +114,9 @@ for s in "$@"; do
     names+=("$name")
     rps+=("${r:-0}")
     p99+=("$(to_us "${l:-0us}")")
+    n=$(printf '%s\n' "$out" | awk '/ requests in / { print $1 }')
+    cpu+=("$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="${n:-0}" \
+        'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')")
     pid=$SERVER_PID
     eval "exec ${SERVER[1]}>&-"      # end of file: the server exits
     for _ in 1 2 3 4 5 6 7 8 9 10; do
@@ -119,13 +133,15 @@ if [ ${#names[@]} -gt 0 ]; then
     b=0
     for i in "${!names[@]}"; do [ "${names[$i]}" = go ] && b=$i; done
     echo "== summary: wrk -t$threads -c$conns -d${secs}s"
-    printf '%-12s %12s %10s %14s %12s\n' server "requests/s" "p99 us" "rps/${names[$b]}" "p99/${names[$b]}"
+    printf '%-12s %11s %9s %11s %9s %9s %9s\n' server "requests/s" "p99 us" \
+        "cpu us/req" "rps/${names[$b]}" "p99/${names[$b]}" "cpu/${names[$b]}"
     for i in "${!names[@]}"; do
-        awk -v n="${names[$i]}" -v r="${rps[$i]}" -v l="${p99[$i]}" \
-            -v r0="${rps[$b]}" -v l0="${p99[$b]}" 'BEGIN {
+        awk -v n="${names[$i]}" -v r="${rps[$i]}" -v l="${p99[$i]}" -v c="${cpu[$i]}" \
+            -v r0="${rps[$b]}" -v l0="${p99[$b]}" -v c0="${cpu[$b]}" 'BEGIN {
             rr = 0; if (r0 > 0) rr = r / r0
             lr = 0; if (l0 > 0) lr = l / l0
-            printf "%-12s %12.0f %10.0f %14.2f %12.2f\n", n, r, l, rr, lr }'
+            cr = 0; if (c0 > 0) cr = c / c0
+            printf "%-12s %11.0f %9.0f %11.2f %9.2f %9.2f %9.2f\n", n, r, l, c, rr, lr, cr }'
     done
 fi
 exit $failed
