@@ -856,6 +856,10 @@ int main(int argc, char **argv)
         }
     }
 
+    /* chan_write never raises SIGPIPE; this is for the final report on
+     * standard output, whose reader (a script) may be gone by then. */
+    signal(SIGPIPE, SIG_IGN);
+
     /* The signals first, so that none arrives before it is watched. */
     chan_t *sig = chan_make(sizeof(int), 2);
     if (!sig || chan_signal_notify(sig, SIGINT) != 0 ||
