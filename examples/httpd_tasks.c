@@ -678,6 +678,14 @@ static void request_timeout(struct conn *c)
         linger_close(c);
 }
 
+/* n more bytes came into in[]. */
+static void got(struct conn *c, size_t n)
+{
+    if (c->have == 0)
+        c->head_start = now_ns(); /* the first bytes of a request */
+    c->have += n;
+}
+
 static void serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -703,9 +711,7 @@ static void serve(void *arg)
             break;
         ssize_t n = chan_read(fd, c->in + c->have, sizeof c->in - c->have, 0);
         if (n > 0) {
-            if (c->have == 0)
-                c->head_start = now_ns();
-            c->have += (size_t)n;
+            got(c, (size_t)n);
             continue;
         }
         if (n != -EAGAIN)
@@ -726,6 +732,13 @@ static void serve(void *arg)
         if (k == 0 && cs[0].result > 0)
             continue;
         if (k == -ETIMEDOUT) {
+            /* On an overloaded machine the timeout may win the race with
+             * a request that did arrive: do not drop that one. */
+            n = chan_read(fd, c->in + c->have, sizeof c->in - c->have, 0);
+            if (n > 0) {
+                got(c, (size_t)n);
+                continue; /* still incomplete: 408 just above */
+            }
             if (c->have > 0)
                 request_timeout(c);
             else
