@@ -242,10 +242,22 @@ oversize() {
 # closed, no sooner than --header-ms after it began, while another is
 # served; a client that sends nothing is closed after --idle-ms.  Both
 # wait at once.
+# Milliseconds since the epoch, without a fork where bash has
+# EPOCHREALTIME.
+now_ms() {
+    if [ -n "${EPOCHREALTIME:-}" ]; then
+        t=${EPOCHREALTIME/[.,]/}
+        echo $((t / 1000))
+    else
+        echo $(($(date +%s%N) / 1000000))
+    fi
+}
+
 stalled() {
     exec {stall}<>"/dev/tcp/127.0.0.1/$port" || return 1
+    start_idle=$(now_ms) # before the server can have accepted it
     exec {idle}<>"/dev/tcp/127.0.0.1/$port" || return 1
-    start=$(date +%s%N)
+    start=$(now_ms) # before the server can have read the first bytes
     printf 'GET / HTTP/1.1\r\nHost: t\r\n' >&"$stall"
     conn_open || return 1
     printf '%s' "$get_close" >&"$cfd"
@@ -253,16 +265,16 @@ stalled() {
     conn_close
     same "$tmp/s1" "$page_close" || return 1
     timeout "$T" cat <&"$stall" >"$tmp/s2" || { echo "stalled client not closed"; return 1; }
-    ms=$((($(date +%s%N) - start) / 1000000))
+    ms=$(($(now_ms) - start))
     exec {stall}>&-
     got=$(head -n 1 "$tmp/s2" | tr -d '\r')
     [ "$got" = "HTTP/1.1 408 Request Timeout" ] || { echo "stalled client: '$got'"; return 1; }
-    [ "$ms" -ge $((header_ms - 50)) ] || { echo "closed after $ms ms, before $header_ms ms"; return 1; }
+    [ "$ms" -ge "$header_ms" ] || { echo "closed after $ms ms, before $header_ms ms"; return 1; }
     timeout "$T" cat <&"$idle" >"$tmp/s3" || { echo "idle client not closed"; return 1; }
-    ms=$((($(date +%s%N) - start) / 1000000))
+    ms=$(($(now_ms) - start_idle))
     exec {idle}>&-
     [ ! -s "$tmp/s3" ] || { echo "idle client got bytes"; return 1; }
-    [ "$ms" -ge $((idle_ms - 50)) ] || { echo "idle closed after $ms ms, before $idle_ms ms"; return 1; }
+    [ "$ms" -ge "$idle_ms" ] || { echo "idle closed after $ms ms, before $idle_ms ms"; return 1; }
 }
 
 wrk_run() {
@@ -324,24 +336,6 @@ check "garbage gets 400, others still served" garbage_then_served
 check "oversize heads get 414 and 431" oversize
 check "a stalled client gets 408 and an idle one is closed, others served" stalled
 
-if command -v "$WRK" >/dev/null 2>&1; then
-    # wrk and the server need a descriptor per connection.
-    hard=$(ulimit -Hn)
-    [ "$hard" = unlimited ] || [ "$hard" -gt 4096 ] && hard=4096
-    ulimit -n "$hard" 2>/dev/null
-    conns=1000
-    if [ "$(ulimit -n)" -lt 1100 ]; then
-        conns=$(($(ulimit -n) - 100))
-        echo "note: ulimit -n is $(ulimit -n): wrk with $conns connections"
-    fi
-    check "wrk -c$conns on /" wrk_run "$conns" / 3
-    check "wrk -c100 on a file" wrk_run 100 /files/hello.txt 1
-    check "still serving after wrk" still_serves
-else
-    echo "SKIP: wrk not installed: the load checks"
-    skipped=$((skipped + 1))
-fi
-
 # SIGTERM: a graceful end with status 0, and nothing on standard error
 # (where a sanitizer would report).
 kill -TERM "$server_pid"
@@ -360,9 +354,30 @@ else
     sed 's/^/  stderr: /' "$tmp/log.err"
 fi
 
-# The end of standard input (--eof) while a keep-alive connection is idle:
-# that connection is closed at once, not after --idle-ms (10 minutes).
-start_server "$tmp/log2" --port 0 --workers 1 --idle-ms 600000 --eof
+# A second server with long timeouts (as in real use; a slow emulator
+# can take longer than the first one's to answer 1000 connections): wrk,
+# then the end of standard input (--eof) while a keep-alive connection is
+# idle, which must close that connection at once, not after --idle-ms
+# (10 minutes).
+start_server "$tmp/log2" --port 0 --root "$root" --workers 2 --idle-ms 600000 --eof
+if command -v "$WRK" >/dev/null 2>&1; then
+    # wrk and the server need a descriptor per connection.
+    hard=$(ulimit -Hn)
+    [ "$hard" = unlimited ] || [ "$hard" -gt 4096 ] && hard=4096
+    ulimit -n "$hard" 2>/dev/null
+    conns=1000
+    if [ "$(ulimit -n)" -lt 1100 ]; then
+        conns=$(($(ulimit -n) - 100))
+        echo "note: ulimit -n is $(ulimit -n): wrk with $conns connections"
+    fi
+    check "wrk -c$conns on /" wrk_run "$conns" / 3
+    check "wrk -c100 on a file" wrk_run 100 /files/hello.txt 1
+    check "still serving after wrk" still_serves
+else
+    echo "SKIP: wrk not installed: the load checks"
+    skipped=$((skipped + 1))
+fi
+
 shutdown_idle() {
     conn_open || return 1
     printf '%s' "$get" >&"$cfd"
@@ -381,7 +396,7 @@ shutdown_idle() {
     [ "$rc" = 0 ] || { echo "status $rc"; return 1; }
     [ ! -s "$tmp/log2.err" ] || { cat "$tmp/log2.err"; return 1; }
     grep -qx "end of input: shutting down" "$tmp/log2" &&
-        grep -qx "served 1 connections, 1 requests, 0 timed out, 0 bad" "$tmp/log2" &&
+        grep -Eqx "served [0-9]+ connections, [0-9]+ requests, 0 timed out, 0 bad" "$tmp/log2" &&
         [ "$(tail -n 1 "$tmp/log2")" = bye ] || { cat "$tmp/log2"; return 1; }
 }
 check "end of input: idle keep-alive closed, status 0" shutdown_idle
