@@ -120,7 +120,8 @@ static const char page[] = PAGE_HEAD "\r\n" PAGE_BODY;
 static int64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        abort(); /* CLOCK_MONOTONIC exists on every system libchan runs on */
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -656,7 +657,7 @@ static int answer(struct conn *c)
             break;
         }
     }
-    if (flush(c) != 0)
+    if (rc < 0 || flush(c) != 0)
         return -1;
     if (rc != 0)
         return rc;
@@ -871,7 +872,8 @@ int main(int argc, char **argv)
 
     /* chan_write never raises SIGPIPE; this is for the final report on
      * standard output, whose reader (a script) may be gone by then. */
-    signal(SIGPIPE, SIG_IGN);
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+        perror("httpd_tasks: SIGPIPE (going on)");
 
     /* The signals first, so that none arrives before it is watched. */
     chan_t *sig = chan_make(sizeof(int), 2);
