@@ -36,8 +36,9 @@
  * TRACE and CONNECT get 405 (with "Allow: GET, HEAD"), other methods 501.
  * Request bodies are not accepted: a GET or HEAD that announces one gets
  * 413 (Content-Length) or 501 (Transfer-Encoding).  Every one of these
- * errors but 403, 404 and 405 (on a request without a body) ends the
- * connection after the response, since what follows cannot be trusted.
+ * errors but 403, 404, 405 (on a request without a body) and 500 (a file
+ * that cannot be read) ends the connection after the response, since
+ * what follows it cannot be trusted.
  * Responses carry no Date field (the fixed page must stay byte for byte
  * the Go responder's).
  *
