@@ -701,6 +701,13 @@ static void serve(void *arg)
     c->have = c->outlen = 0;
     c->requests = 0;
     c->fbuf = NULL;
+    /* Whether to try a read before waiting: yes for a new connection,
+     * whose first request is usually there already, and after the wait
+     * said so; no after a read, since a client that sent a request
+     * usually waits for the response before it sends more (the try
+     * would cost a system call that finds nothing, and the select polls
+     * the socket before it parks anyway). */
+    int try_read = 1;
     for (;;) {
         if (c->have > 0) {
             int rc = answer(c);
@@ -711,15 +718,19 @@ static void serve(void *arg)
         }
         if (atomic_load_explicit(&stopping, memory_order_relaxed))
             break;
-        ssize_t n = chan_read(fd, c->in + c->have, sizeof c->in - c->have, 0);
-        if (n > 0) {
-            got(c, (size_t)n);
-            continue;
+        ssize_t n;
+        if (try_read) {
+            try_read = 0;
+            n = chan_read(fd, c->in + c->have, sizeof c->in - c->have, 0);
+            if (n > 0) {
+                got(c, (size_t)n);
+                continue;
+            }
+            if (n != -EAGAIN)
+                break; /* end of file, or an error (-ECONNRESET, ...) */
         }
-        if (n != -EAGAIN)
-            break; /* end of file, or an error (-ECONNRESET, ...) */
-        /* Nothing to read: wait for the socket, the quit channel or the
-         * timeout, whichever comes first. */
+        /* Wait for the socket, the quit channel or the timeout, whichever
+         * comes first. */
         int64_t wait = idle_ns;
         if (c->have > 0) {
             wait = c->head_start + header_ns - now_ns();
@@ -731,8 +742,10 @@ static void serve(void *arg)
         chan_case_t cs[2] = { CHAN_FD_CASE(fd, POLLIN),
                               CHAN_RECV_CASE(quit, NULL) };
         int k = chan_select(cs, 2, wait);
-        if (k == 0 && cs[0].result > 0)
+        if (k == 0 && cs[0].result > 0) {
+            try_read = 1;
             continue;
+        }
         if (k == -ETIMEDOUT) {
             /* On an overloaded machine the timeout may win the race with
              * a request that did arrive: do not drop that one. */
