@@ -8,9 +8,6 @@
  * exactly the bodies started since the last wait, since the workloads
  * start no other tasks.  The stack hint of go() is ignored (stacks are
  * sized per scheduler).
- *
- * Not built yet: Makefile.am (after the @bench@ marker) says which lines
- * add the bench/bench_tasks program.
  */
 #include <chan.h>
 #include <errno.h>

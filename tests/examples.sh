@@ -422,7 +422,6 @@ if [ -x "$builddir/examples/dpipe" ]; then
         fi
     done
 fi
-# @examples-more@ (append new checks above this line)
 
 echo "examples: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
