@@ -1,21 +1,23 @@
 /*
- * criterion.h - a minimal runner for libchan's Criterion tests under
- * ThreadSanitizer.
+ * criterion.h - a minimal runner for libchan's Criterion tests, for the
+ * builds where Criterion itself cannot be used.
  *
  * Criterion's runner cannot start in a ThreadSanitizer build on current
  * kernels: it maps its shared arena at a random address, which TSan has
  * already reserved for its shadow memory ("Could not initialize inheritable
- * arena", Criterion issue #274).  So `./configure --enable-tsan` builds the
- * same test sources against this header instead (tests/tsan/ comes first on
- * the include path).  It implements exactly the subset the tests use:
+ * arena", Criterion issue #274), and a cross build usually has no Criterion
+ * for its host.  So configure --with-test-runner=minimal, the default under
+ * ThreadSanitizer, builds the same test sources against this header
+ * instead (tests/minirunner/ comes first on the include path).  It
+ * implements exactly the subset the tests use:
  * Test() and TestSuite() with .timeout, the cr_assert family, cr_skip_test
  * and cr_log_info.  Like Criterion, it runs each test in its own process,
  * kills it when its timeout expires, and ends with Criterion's Synthesis
  * line.  An optional argument is a glob matched against "suite/test"; with
  * a leading '!', the tests that do not match it run.
  */
-#ifndef CHAN_TSAN_CRITERION_H
-#define CHAN_TSAN_CRITERION_H
+#ifndef CHAN_MINIRUNNER_CRITERION_H
+#define CHAN_MINIRUNNER_CRITERION_H
 
 #include <fnmatch.h>
 #include <signal.h>
@@ -197,4 +199,4 @@ int main(int argc, char **argv)
     return failing + crashing != 0;
 }
 
-#endif /* CHAN_TSAN_CRITERION_H */
+#endif /* CHAN_MINIRUNNER_CRITERION_H */
