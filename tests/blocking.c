@@ -477,6 +477,7 @@ Test(blocking, eagain_when_no_thread_can_be_had)
 
 Test(blocking, fork_child_starts_helpers_of_its_own)
 {
+    SKIP_UNDER_QEMU("qemu-user cannot fork a process with threads");
 #if UNDER_TSAN
     cr_skip_test("ThreadSanitizer cannot start threads after a fork");
 #endif
@@ -535,6 +536,7 @@ static void task_fork(void *arg)
 
 Test(blocking, fork_inside_fn_leaves_the_child_alone)
 {
+    SKIP_UNDER_QEMU("qemu-user cannot fork a process with threads");
 #if UNDER_TSAN
     cr_skip_test("ThreadSanitizer cannot start threads after a fork");
 #endif

@@ -983,6 +983,7 @@ Test(io, thousand_tasks_on_their_own_socketpairs)
 
 Test(io, fork_while_the_poller_runs)
 {
+    SKIP_UNDER_QEMU("qemu-user cannot fork a process with threads");
     if (UNDER_TSAN)
         cr_skip_test("ThreadSanitizer cannot start threads after a fork");
     int p[2];

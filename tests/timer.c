@@ -341,6 +341,7 @@ Test(timer, a_hundred_thousand_pending_timers)
 
 Test(timer, timers_work_in_a_forked_child)
 {
+    SKIP_UNDER_QEMU("qemu-user cannot fork a process with threads");
 #if defined(__SANITIZE_THREAD__)
     cr_skip_test("ThreadSanitizer cannot start threads after a fork");
 #elif defined(__has_feature)

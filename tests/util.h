@@ -270,4 +270,16 @@ static inline uint32_t test_rand(uint32_t *state)
 #define UNDER_TSAN 0
 #endif
 
+/* SKIP_UNDER_QEMU(why) - skips the calling test, saying why, when the
+ * environment has CHAN_TEST_QEMU=1, as the cross build's 'make check' under
+ * qemu-user sets it: for the few things qemu-user itself cannot run, such
+ * as a child forked while other threads run (qemu aborts with
+ * "cpu == current_cpu"). */
+#define SKIP_UNDER_QEMU(why)                                                  \
+    do {                                                                      \
+        const char *q_ = getenv("CHAN_TEST_QEMU");                            \
+        if (q_ && strcmp(q_, "1") == 0)                                       \
+            cr_skip_test(why);                                                \
+    } while (0)
+
 #endif /* CHAN_TESTS_UTIL_H */

@@ -9,6 +9,10 @@ if [ "${chan_sanitized:-no}" = yes ]; then
     echo "SKIP: sanitizer build"
     exit 77
 fi
+if [ "${cross_compiling:-no}" = yes ]; then
+    echo "SKIP: cross build"
+    exit 77
+fi
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "SKIP: valgrind not installed"
     exit 77
