@@ -22,8 +22,18 @@
 # BCAST=10000 (bodies blocked on the channel of bcast; bench/run.sh runs
 # 1000 to stay quick),
 # GO=go (the Go command), RESULTS=bench/compare-results.tsv (raw lines,
-# with the pass number in front).  Exit status: 1 if something failed to
-# build or a run failed, else 0.
+# with the pass number in front), MEDIANS=bench/compare.tsv and
+# SVG=bench/compare.svg in the source tree (see below).  Exit status: 1 if
+# something failed to build or a run failed, else 0.
+#
+# The plot: the medians of the table are also written to $MEDIANS (one
+# line per workload and implementation), and when gnuplot is installed
+# (apt-get install gnuplot-nox) $SVG is drawn from them: per workload, the
+# ratios libchan-tasks/go and libchan-threads/go-locked as bars on a log
+# scale, 1 marked.  Both files live in the source tree, so that the README
+# shows the latest plot.  Without gnuplot the plot is skipped with a
+# message.  'bench/compare.sh --plot [MEDIANS]' only redraws $SVG from a
+# medians file, running nothing.
 #
 # Other libraries: if the shared peer benchmarks are present on this
 # machine (/work/shared/peers), /work/shared/peers/compare.sh prints
@@ -51,6 +61,67 @@ die() {
     echo "compare.sh: $*" >&2
     exit 1
 }
+
+MEDIANS=${MEDIANS:-$srcdir/bench/compare.tsv}
+SVG=${SVG:-$srcdir/bench/compare.svg}
+
+# plot MEDIANS SVG: the bar chart of the ratios in MEDIANS (lines of
+# workload, unit, implementation, median ns or CPU-ns), drawn by gnuplot.
+plot() {
+    if ! command -v gnuplot >/dev/null 2>&1; then
+        echo "compare.sh: gnuplot not found, $2 not redrawn (apt-get install gnuplot-nox)" >&2
+        return 0
+    fi
+    pdir=$(mktemp -d "${TMPDIR:-/tmp}/libchan-plot.XXXXXX") || return 1
+    awk -F'\t' '
+        /^#/ { next }
+        { v[$1, $3] = $4; if (!($1 in seen)) { seen[$1] = 1; w[++n] = $1 } }
+        END {
+            for (i = 1; i <= n; i++) {
+                t = ((w[i], "libchan-tasks") in v && v[w[i], "go"] > 0) ? v[w[i], "libchan-tasks"] / v[w[i], "go"] : "NaN"
+                h = ((w[i], "libchan-threads") in v && v[w[i], "go-locked"] > 0) ? v[w[i], "libchan-threads"] / v[w[i], "go-locked"] : "NaN"
+                if (t != "NaN" || h != "NaN") printf "%s\t%s\t%s\n", w[i], t, h
+            }
+        }' "$1" >"$pdir/ratios.tsv" || { rm -rf "$pdir"; return 1; }
+    if [ ! -s "$pdir/ratios.tsv" ]; then
+        echo "compare.sh: no ratios in $1, $2 not redrawn" >&2
+        rm -rf "$pdir"
+        return 1
+    fi
+    cat >"$pdir/plot.gp" <<GNUPLOT
+set terminal svg size 960,480 dynamic enhanced font "sans,12" background rgb "white"
+set output "$pdir/out.svg"
+set title "libchan against Go, per workload of make bench-compare (below 1, libchan is faster or, for idle-*, uses less CPU)"
+set datafile separator "\t"
+set datafile missing "NaN"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [0.01:100]
+set ytics ("0.01" 0.01, "0.1" 0.1, "0.5" 0.5, "1" 1, "2" 2, "10" 10, "100" 100)
+set grid ytics
+set xtics rotate by 45 right scale 0 noenhanced
+set bmargin 6
+set ylabel "libchan / Go (log scale)"
+set key top left
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black"
+plot "$pdir/ratios.tsv" using 2:xtic(1) title "libchan tasks / goroutines" lc rgb "#1f77b4", \
+     "" using 3 title "libchan threads / goroutines locked to threads" lc rgb "#ff7f0e"
+GNUPLOT
+    if gnuplot "$pdir/plot.gp" && mv "$pdir/out.svg" "$2"; then
+        echo "plot: $2"
+    else
+        echo "compare.sh: gnuplot failed, $2 not redrawn" >&2
+    fi
+    rm -rf "$pdir"
+}
+
+if [ "${1:-}" = --plot ]; then
+    plot "${2:-$MEDIANS}" "$SVG"
+    exit $?
+fi
 
 # ------------------------------------------------------------- build
 if [ -z "${BENCH_BUILT:-}" ]; then
@@ -130,7 +201,7 @@ done
 # ------------------------------------------------------------- table
 # Lines of $RESULTS: pass, impl, workload, unit, median, min, max, reps, n.
 echo
-awk -F'\t' '
+awk -F'\t' -v medians="$MEDIANS.tmp" '
     function fmt(x) {
         if (x == "") return "-"
         x += 0
@@ -179,6 +250,12 @@ awk -F'\t' '
             }
             print line
         }
+        print "# workload\tunit\timplementation\tmedian" > medians
+        for (k = 1; k <= nw; k++)
+            for (i = 1; i <= ni; i++)
+                if ((im[i] SUBSEP w[k]) in cnt)
+                    printf "%s\t%s\t%s\t%s\n", w[k], unit[w[k]], im[i], median(im[i] SUBSEP w[k]) > medians
+        close(medians)
         print ""
         print "ratio = libchan median / Go median (median over passes of per-run medians); below 1, libchan is faster"
         for (i = 1; i <= nl; i++) for (j = 1; j <= ng; j++)
@@ -187,6 +264,12 @@ awk -F'\t' '
                        lc[i], gv[j], ln[i, j], exp(lg[i, j] / ln[i, j])
     }' "$RESULTS"
 echo "raw results: $RESULTS"
+if [ -s "$MEDIANS.tmp" ] && mv "$MEDIANS.tmp" "$MEDIANS"; then
+    echo "medians: $MEDIANS"
+    plot "$MEDIANS" "$SVG"
+else
+    rm -f "$MEDIANS.tmp"
+fi
 
 [ $failed -eq 0 ] || die "some runs failed (see above)"
 exit 0
