@@ -423,5 +423,72 @@ if [ -x "$builddir/examples/dpipe" ]; then
     done
 fi
 
+# ---- chat: examples/chat as a real server, driven by tests/chat_client
+# (built by 'make check'; see its top comment for what it checks).  The
+# client sends the signal itself, while its connections are still open;
+# the server's summary must be the one the client counted.
+chat_check() {
+    mode="$1" sig="$2" opts="$3"
+    label="chat server, chat_client $mode, $sig"
+    prog="$builddir/examples/chat"
+    client="$builddir/tests/chat_client"
+    if [ ! -x "$client" ]; then
+        echo "SKIP: $label: tests/chat_client not built (make check builds it)"
+        skipped=$((skipped + 1))
+        return
+    fi
+    log=$(mktemp "${TMPDIR:-/tmp}/chat.XXXXXX") || return
+    # A small send buffer, so that a client that never reads fills up soon.
+    # shellcheck disable=SC2086  # OPTS is split on purpose
+    $limit $runner "$prog" --port 0 --sndbuf 4096 $opts >"$log" 2>"$tmp_err" &
+    pid=$!
+    port=""
+    i=0
+    while [ -z "$port" ] && [ "$i" -lt $((timeout_s * 10)) ]; do
+        port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$log")
+        [ -n "$port" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    why=""
+    cout=""
+    if [ -z "$port" ]; then
+        why="the server never said where it listens"
+    elif ! cout=$($limit $runner "$client" "$port" "$pid" "$mode" 2>&1); then
+        why="client failed"
+    fi
+    [ -n "$why" ] && kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    want=$(printf '%s\n' "$cout" | sed -n 's/^want: //p')
+    [ -z "$why" ] && [ "$rc" != 0 ] && why="server exit status $rc"
+    [ -z "$why" ] && ! grep -qx "received $sig: shutting down" "$log" &&
+        why="no line: received $sig: shutting down"
+    [ -z "$why" ] && [ -z "$want" ] && why="the client printed no summary"
+    [ -z "$why" ] && ! grep -qxF "$want" "$log" && why="no line: $want"
+    [ -z "$why" ] && [ "$(tail -n 1 "$log")" != "bye" ] && why="no bye"
+    [ -z "$why" ] && [ -s "$tmp_err" ] && why="the server wrote to stderr"
+    if [ -z "$why" ]; then
+        echo "PASS: $label"
+        passed=$((passed + 1))
+    else
+        echo "FAIL: $label: $why"
+        printf '%s\n' "$cout" | sed -n '1,20s/^/  client: /p'
+        sed -n '1,20s/^/  output: /p' "$log"
+        sed -n '1,20s/^/  stderr: /p' "$tmp_err"
+        failed=$((failed + 1))
+    fi
+    rm -f "$log"
+}
+# all: a write timeout beyond the test's, so that only the full queue can
+# drop the slow client; stuck: a queue far longer than the test fills, so
+# that only the write timeout can.
+chat_check all SIGTERM "--write-timeout-ms 600000"
+chat_check int SIGINT ""
+chat_check stuck SIGTERM "--queue 4096 --write-timeout-ms 300"
+check chat "--queue 0"      status 2
+check chat "--port"         status 2
+check chat "--sndbuf -1"    status 2
+check chat "--frob 1"       status 2
+
 echo "examples: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
