@@ -34,7 +34,8 @@
  * The tasks.  One acceptor.  One hub, which alone knows who is here: it
  * selects over a join, a message and a leave channel (and the quit
  * channel), and delivers every line with chan_trysend into each client's
- * outbound channel, a buffer of N lines (--queue, default 64).  Per
+ * outbound channel, a buffer of N lines (--queue, default 64; at least 2,
+ * so that the greeting and the reply to the name always fit).  Per
  * connection a reader task, which reads lines with chan_read and sends
  * them to the hub, and a writer task, which receives from the outbound
  * channel and writes with chan_write.  So the hub never waits for a
@@ -629,7 +630,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--port") == 0)
             port = number(v, 0, 65535);
         else if (strcmp(argv[i], "--queue") == 0)
-            queue = number(v, 1, 65536);
+            queue = number(v, 2, 65536);
         else if (strcmp(argv[i], "--sndbuf") == 0)
             buf = number(v, 0, 64L << 20);
         else if (strcmp(argv[i], "--write-timeout-ms") == 0)

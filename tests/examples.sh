@@ -486,6 +486,7 @@ chat_check all SIGTERM "--write-timeout-ms 600000"
 chat_check int SIGINT ""
 chat_check stuck SIGTERM "--queue 4096 --write-timeout-ms 300"
 check chat "--queue 0"      status 2
+check chat "--queue 1"      status 2
 check chat "--port"         status 2
 check chat "--sndbuf -1"    status 2
 check chat "--frob 1"       status 2
