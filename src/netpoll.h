@@ -158,13 +158,16 @@ CHAN_INTERNAL int chan__pollb_open(void);
  */
 CHAN_INTERNAL int chan__pollb_add(int fd, uint32_t seq);
 
+/* chan__pollb_kick - end the current (or next) chan__pollb_wait. */
+CHAN_INTERNAL void chan__pollb_kick(void);
+
 /* chan__pollb_del - stop watching fd; errors are ignored. */
 CHAN_INTERNAL void chan__pollb_del(int fd);
 
 /*
  * chan__pollb_wait - wait up to timeout_ns (negative: forever) for events
- * and store at most max of them.  Returns their number, 0 on a timeout or
- * an interruption, or a negative errno.
+ * and store at most max of them.  Returns their number, 0 on a timeout,
+ * an interruption or a kick alone, or a negative errno.
  */
 CHAN_INTERNAL int chan__pollb_wait(chan__pollev_t *ev, int max,
                                    int64_t timeout_ns);

@@ -14,9 +14,16 @@
  * returns; the caller then uses a new seq, and whatever the old entry
  * still reports carries the old one and is ignored.
  *
- * Locking.  None: epfd is written once by chan__pollb_open (under the
- * poller's start lock, before any registration) and by the child after a
- * fork.
+ * Kicks.  An eventfd, registered edge-triggered under a key no descriptor
+ * has (UINT64_MAX), lets chan__pollb_kick() end a chan__pollb_wait() that
+ * waits: each write is an edge, reported to whichever thread is in
+ * epoll_wait (netpoll.c sees to it that there is at most one) and then
+ * swallowed here.  The counter is never read back: edges, not its value,
+ * are what wakes, and 2^64 - 1 kicks are out of reach.
+ *
+ * Locking.  None: epfd and kickfd are written once by chan__pollb_open
+ * (under the poller's start lock, before any registration) and by the
+ * child after a fork.
  */
 #include "internal.h"
 
@@ -24,22 +31,53 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "netpoll.h"
 
+#define KICK_KEY UINT64_MAX
+
 static int epfd = -1;
+static int kickfd = -1;
 
 int chan__pollb_open(void)
 {
     int saved = chan__errno_save();
+    int e = 0;
     int fd = epoll_create1(EPOLL_CLOEXEC);
-    int e = errno;
+    int k = fd < 0 ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd >= 0 && k >= 0) {
+        struct epoll_event ev = { 0 };
+        ev.events = EPOLLIN | EPOLLET;
+        ev.data.u64 = KICK_KEY;
+        if (epoll_ctl(fd, EPOLL_CTL_ADD, k, &ev) < 0)
+            e = errno;
+    } else {
+        e = errno;
+    }
+    if (e) {
+        if (k >= 0)
+            close(k);
+        if (fd >= 0)
+            close(fd);
+    }
     chan__errno_restore(saved);
-    if (fd < 0)
+    if (e)
         return -e;
+    __atomic_store_n(&kickfd, k, __ATOMIC_RELAXED);
     __atomic_store_n(&epfd, fd, __ATOMIC_RELEASE);
     return 0;
+}
+
+void chan__pollb_kick(void)
+{
+    uint64_t one = 1;
+    int saved = chan__errno_save();
+    /* Only a full counter (EAGAIN) can fail, and then an edge is pending
+     * anyway. */
+    (void)!write(__atomic_load_n(&kickfd, __ATOMIC_RELAXED), &one, sizeof one);
+    chan__errno_restore(saved);
 }
 
 static inline int ep(void)
@@ -85,7 +123,10 @@ int chan__pollb_wait(chan__pollev_t *out, int max, int64_t timeout_ns)
     chan__errno_restore(saved);
     if (n < 0)
         return e == EINTR ? 0 : -e;
+    int k = 0;
     for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == KICK_KEY)
+            continue; /* a kick: it ended the wait, nothing more */
         uint32_t m = evs[i].events;
         int dirs = 0;
         if (m & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
@@ -94,11 +135,12 @@ int chan__pollb_wait(chan__pollev_t *out, int max, int64_t timeout_ns)
             dirs |= CHAN_PD_OUT;
         if (m & (EPOLLERR | EPOLLHUP))
             dirs |= CHAN_PD_IN | CHAN_PD_OUT;
-        out[i].fd = (int)(uint32_t)evs[i].data.u64;
-        out[i].seq = (uint32_t)(evs[i].data.u64 >> 32);
-        out[i].dirs = dirs;
+        out[k].fd = (int)(uint32_t)evs[i].data.u64;
+        out[k].seq = (uint32_t)(evs[i].data.u64 >> 32);
+        out[k].dirs = dirs;
+        k++;
     }
-    return n;
+    return k;
 }
 
 void chan__pollb_forget(void)
@@ -108,6 +150,8 @@ void chan__pollb_forget(void)
     int saved = chan__errno_save();
     if (epfd >= 0)
         close(epfd);
-    epfd = -1;
+    if (kickfd >= 0)
+        close(kickfd);
+    epfd = kickfd = -1;
     chan__errno_restore(saved);
 }
