@@ -5,8 +5,41 @@
  *
  * Starting.  Nothing exists until the first I/O call that may wait: then
  * chan__pd_get() opens the backend and starts one detached thread, with
- * every signal blocked (thread.c), that loops in chan__netpoll_poll(-1).
- * A program that never waits for a descriptor pays nothing.
+ * every signal blocked (thread.c), the poller thread.  A program that
+ * never waits for a descriptor pays nothing.
+ *
+ * Who polls.  At most one thread at a time is in the backend's wait (so
+ * that a kick reaches the one it is meant for), the holder of the poll:
+ *   HOLD_THREAD  the poller thread, waiting with no timeout;
+ *   HOLD_LOOK    an idle scheduler worker, looking without waiting
+ *                before it naps (sched.c, idle());
+ *   HOLD_BLOCK   an idle worker asleep in the wait instead of on its
+ *                scheduler's condition variable; whatever gives it work
+ *                kicks it out (chan__netpoll_kick, an eventfd write);
+ *   HOLD_NONE    nobody, for instance while the workers run tasks.
+ * A worker that polls finds the tasks the events wake on its own queue
+ * and runs them without waking any other thread (Go's findRunnable).
+ * Anybody who polls wakes every waiter that is ready, plain threads and
+ * other schedulers' tasks included.  The poller thread polls while no
+ * worker does: it holds the poll until a worker asks for it (want) and
+ * no plain thread waits on a descriptor (thread_waiters, counted when
+ * queued); then it hands it over, at its next event or at once when the
+ * asking worker is about to sleep and kicks it.  A worker that found the
+ * poll with the poller thread naps until it is handed over.  Handed
+ * over, the poller thread is in standby (standby()): it takes the poll
+ * back when nobody holds it and either a plain thread waits (the queueing
+ * thread and a releasing worker poke it) or no worker has released it
+ * for HANDOVER_NS.  So a waiter is never left without a poller for more
+ * than HANDOVER_NS, a plain thread not at all, and while the workers
+ * keep polling the poller thread sleeps, waking every HANDOVER_NS to
+ * check; once a worker has slept in the poll for a whole period, the
+ * poller thread sleeps with no timeout and the worker's release pokes it.
+ * Timers are not merged into the wait: the timer thread fires them and
+ * the wakeup reaches a sleeping worker as any other work does, by a kick.
+ * The standby uses seq_cst stores and loads on both sides (holder or
+ * thread_waiters, then sb_state; sb_state, then holder and
+ * thread_waiters): of two such pairs, one sees the other's store, so
+ * either the poller thread sees the change or the changer pokes it.
  *
  * Descriptors.  A two-level table maps a descriptor number to its pd:
  * PD_TOP pointers to leaves of PD_LEAF pds, allocated on first use and
@@ -33,7 +66,10 @@
  * under it, and wakeups happen after it is released.  The backend call of
  * chan__pd_queue (one epoll_ctl) is made under it, so that the check "is
  * this the registered file" and the queueing are one step.  start_mu
- * guards starting the poller; it is taken without any other lock.
+ * guards starting the poller; it is taken without any other lock.  sb_mu
+ * guards the poller thread's standby (its condition variable); it is a
+ * leaf lock, taken under a scheduler's idle_mu by a worker that gives
+ * the poll back (sched.c).
  *
  * Lifetimes.  A waiter lives on its owner's stack.  A claimer may use it
  * until it unparks the owner (it reads sel->parker first and touches
@@ -55,6 +91,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "netpoll.h"
 #include "park.h"
 #include "waitq.h"
@@ -71,6 +108,20 @@ static pd_slot_t *_Atomic table[PD_TOP];
 static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int started;         /* poller thread running; start_mu */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Who polls (see the top). */
+enum { HOLD_NONE, HOLD_THREAD, HOLD_LOOK, HOLD_BLOCK };
+/* No worker has held the poll for this long: the poller thread takes it. */
+enum { HANDOVER_NS = 1000000 };
+/* The poller thread's standby: not in it, waiting with a timeout, without. */
+enum { SB_NO, SB_TIMED, SB_UNTIMED };
+static _Atomic int holder;              /* HOLD_* */
+static _Atomic int want;                /* a worker asked for the poll */
+static _Atomic int64_t worker_polled;   /* when a worker last released it */
+static _Atomic unsigned thread_waiters; /* queued waiters of plain threads */
+static _Atomic int sb_state;            /* SB_*; written under sb_mu */
+static pthread_mutex_t sb_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sb_cv;            /* CLOCK_MONOTONIC; init_once */
 
 /* ------------------------------------------------------------ the table */
 
@@ -102,15 +153,136 @@ static int leaf_make(int top)
 
 /* ------------------------------------------------------------ starting */
 
+/* Wakes the poller thread if it is in standby, to look at the state again. */
+static void poke(void)
+{
+    if (atomic_load(&sb_state) == SB_NO)
+        return;
+    chan__check(pthread_mutex_lock(&sb_mu));
+    chan__check(pthread_cond_signal(&sb_cv));
+    chan__check(pthread_mutex_unlock(&sb_mu));
+}
+
+/*
+ * The poller thread's standby: returns once it holds the poll
+ * (HOLD_THREAD), which it takes when nobody holds it and either a plain
+ * thread waits or no worker has held it for HANDOVER_NS.
+ */
+static void standby(void)
+{
+    int64_t seen = -1;
+    chan__check(pthread_mutex_lock(&sb_mu));
+    for (;;) {
+        /* seq_cst store, then loads: pairs with the other side's store
+         * (holder, thread_waiters), then load of sb_state; one of the two
+         * sees the other (see "Who polls"). */
+        atomic_store(&sb_state, SB_TIMED);
+        int h = atomic_load(&holder);
+        int64_t last = atomic_load(&worker_polled);
+        int64_t due;
+        if (h == HOLD_NONE) {
+            due = last + HANDOVER_NS;
+            if (atomic_load(&thread_waiters) != 0 || chan__now() >= due) {
+                int expect = HOLD_NONE;
+                if (atomic_compare_exchange_strong(&holder, &expect,
+                                                   HOLD_THREAD))
+                    break;
+                continue;
+            }
+        } else if (h == HOLD_BLOCK && last == seen) {
+            /* A worker has waited in the poll for a whole period: its
+             * release will poke.  Say so first, then look again. */
+            atomic_store(&sb_state, SB_UNTIMED);
+            if (atomic_load(&holder) == HOLD_BLOCK &&
+                atomic_load(&worker_polled) == last) {
+                chan__check(pthread_cond_wait(&sb_cv, &sb_mu));
+                continue;
+            }
+            continue;
+        } else {
+            due = chan__now() + HANDOVER_NS;
+        }
+        seen = last;
+        struct timespec ts = chan__timespec(due);
+        int rc = pthread_cond_timedwait(&sb_cv, &sb_mu, &ts);
+        if (rc != ETIMEDOUT)
+            chan__check(rc);
+    }
+    atomic_store(&sb_state, SB_NO);
+    chan__check(pthread_mutex_unlock(&sb_mu));
+}
+
 static void *poller_main(void *arg)
 {
     (void)arg;
     for (;;) {
-        int rc = chan__netpoll_poll(-1);
-        /* Only a broken instance fails here (not an interruption). */
-        chan__assert(rc >= 0);
+        standby();
+        for (;;) {
+            int rc = chan__netpoll_poll(-1);
+            /* Only a broken instance fails here (not an interruption). */
+            chan__assert(rc >= 0);
+            /* A worker asked for the poll: hand it over, unless a plain
+             * thread waits (then this thread keeps it, and the workers
+             * sleep on their condition variables). */
+            if (atomic_load(&want)) {
+                if (atomic_load(&thread_waiters) == 0)
+                    break;
+                atomic_store(&want, 0);
+            }
+        }
+        atomic_store(&want, 0);
+        atomic_store_explicit(&worker_polled, chan__now(),
+                              memory_order_relaxed);
+        atomic_store(&holder, HOLD_NONE);
     }
     return NULL;
+}
+
+int chan__netpoll_hold(int block)
+{
+    /* Acquire: a worker that sees 1 sees the opened backend. */
+    if (!atomic_load_explicit(&started, memory_order_acquire))
+        return 0;
+    int expect = HOLD_NONE;
+    if (atomic_compare_exchange_strong(&holder, &expect,
+                                       block ? HOLD_BLOCK : HOLD_LOOK))
+        return 1;
+    if (expect == HOLD_THREAD && atomic_load(&thread_waiters) == 0) {
+        /* Ask for it: a spinner asks for the next event, a worker about
+         * to sleep kicks the poller thread out of its wait. */
+        if (!block) {
+            if (!atomic_load_explicit(&want, memory_order_relaxed))
+                atomic_store(&want, 1);
+        } else if (atomic_exchange(&want, 2) != 2) {
+            chan__pollb_kick();
+        }
+        return -1;
+    }
+    return expect == HOLD_LOOK ? -1 : 0;
+}
+
+void chan__netpoll_release(int block)
+{
+    atomic_store_explicit(&worker_polled, chan__now(), memory_order_relaxed);
+    atomic_store(&holder, HOLD_NONE); /* seq_cst: see standby() */
+    int sb = atomic_load(&sb_state);
+    if (sb == SB_UNTIMED ||
+        (sb != SB_NO && (block || atomic_load(&thread_waiters) != 0)))
+        poke();
+}
+
+void chan__netpoll_kick(void)
+{
+    chan__pollb_kick();
+}
+
+static void sb_cv_init(void)
+{
+    pthread_condattr_t ca;
+    chan__check(pthread_condattr_init(&ca));
+    chan__check(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+    chan__check(pthread_cond_init(&sb_cv, &ca));
+    pthread_condattr_destroy(&ca);
 }
 
 static void before_fork(void)
@@ -137,11 +309,20 @@ static void after_fork_child(void)
         }
     }
     atomic_store_explicit(&started, 0, memory_order_relaxed);
+    /* No thread of the parent polls here; the poller thread may have held
+     * sb_mu at the fork. */
+    atomic_store_explicit(&holder, HOLD_NONE, memory_order_relaxed);
+    atomic_store_explicit(&want, 0, memory_order_relaxed);
+    atomic_store_explicit(&thread_waiters, 0, memory_order_relaxed);
+    atomic_store_explicit(&sb_state, SB_NO, memory_order_relaxed);
+    chan__check(pthread_mutex_init(&sb_mu, NULL));
+    sb_cv_init();
     chan__check(pthread_mutex_unlock(&start_mu));
 }
 
 static void init_once(void)
 {
+    sb_cv_init();
     chan__check(pthread_atfork(before_fork, after_fork_parent,
                                after_fork_child));
 }
@@ -201,6 +382,9 @@ static void push(chan__pd_t *pd, chan__fdwaiter_t *w)
         pd->head = w;
     pd->tail = w;
     w->queued = 1;
+    w->thread = w->sel->parker->ops == NULL;
+    if (w->thread)
+        atomic_fetch_add(&thread_waiters, 1); /* seq_cst: see standby() */
 }
 
 static void unlink_w(chan__pd_t *pd, chan__fdwaiter_t *w)
@@ -215,6 +399,8 @@ static void unlink_w(chan__pd_t *pd, chan__fdwaiter_t *w)
         pd->tail = w->prev;
     w->next = w->prev = NULL;
     w->queued = 0;
+    if (w->thread)
+        atomic_fetch_sub_explicit(&thread_waiters, 1, memory_order_relaxed);
 }
 
 /*
@@ -299,6 +485,9 @@ int chan__pd_queue(chan__pd_t *pd, int fd, chan__fdwaiter_t *w,
 out:
     chan__unlock(&pd->lock);
     wake_all(retry);
+    /* A plain thread is served by the poller thread if no worker polls. */
+    if (rc == 0 && w->thread)
+        poke();
     return rc;
 }
 

@@ -47,6 +47,7 @@ typedef struct chan__fdwaiter {
     int index;                    /* reported as sel->fired; immutable */
     int dirs;                     /* CHAN_PD_* waited for; immutable */
     int queued;                   /* 1 while linked; pd->lock */
+    int thread;                   /* the owner is a plain thread; pd->lock */
 } chan__fdwaiter_t;
 
 /*
@@ -124,13 +125,36 @@ CHAN_INTERNAL void chan__pd_close(int fd);
 
 /*
  * chan__netpoll_poll - poll the backend once, waiting at most timeout_ns
- * (0: not at all; negative: until something is ready), and wake every
- * waiter whose descriptor became ready.  Returns the number of events
- * handled, or a negative errno.  The poller thread calls it in a loop;
- * it is also the seam for idle scheduler workers to poll before they
- * sleep, as Go's do.
+ * (0: not at all; negative: until something is ready or a kick), and wake
+ * every waiter whose descriptor became ready.  Returns the number of
+ * events handled, or a negative errno.  Only the holder of the poll (see
+ * chan__netpoll_hold) may call it.
  */
 CHAN_INTERNAL int chan__netpoll_poll(int64_t timeout_ns);
+
+/*
+ * The poll, for idle scheduler workers (netpoll.c, "Who polls").  At most
+ * one thread at a time calls the backend's wait: the poller thread, or a
+ * worker that holds the poll.
+ *
+ * chan__netpoll_hold - take the poll for a worker: for one non-blocking
+ * look (block 0) or for a wait with no timeout that only a descriptor or
+ * chan__netpoll_kick() ends (block 1).  Returns 1 if taken (then call
+ * chan__netpoll_poll and chan__netpoll_release); -1 if it may be had
+ * soon (a worker's look holds it, or the poller thread does and has just
+ * been asked for it: at its next event, or at once for block 1, which
+ * kicks it); 0 if not (nothing was ever waited for, a worker sleeps in
+ * it, or the poller thread keeps it for plain threads).  Takes no lock.
+ */
+CHAN_INTERNAL int chan__netpoll_hold(int block);
+
+/* chan__netpoll_release - give back a poll taken with the same block. */
+CHAN_INTERNAL void chan__netpoll_release(int block);
+
+/* chan__netpoll_kick - end the wait of the holder of a blocking poll (or,
+ * if none waits, the next wait, once).  One write(2); call it only for a
+ * worker known to hold a blocking poll.  Takes no lock. */
+CHAN_INTERNAL void chan__netpoll_kick(void);
 
 /*
  * chan__fd_poll - poll(2) the n entries of p without waiting (io.c),

@@ -1337,3 +1337,320 @@ Test(io, tasks_wait_for_different_events_on_one_descriptor)
     close(s[0]);
     close(s[1]);
 }
+
+/* ------------------------------------------------------------ idle poll */
+
+/*
+ * Once the program waits for descriptors, an idle worker sleeps in
+ * epoll_wait itself instead of on its condition variable, and whatever
+ * gives it work must get it out of there.  "The worker sleeps in
+ * epoll_wait" is seen in the kernel: /proc/self/task/TID/wchan names the
+ * function a sleeping thread sleeps in.
+ */
+
+/*
+ * in_poll_wait - waits until thread tid sleeps in epoll_wait: 1; 0 where
+ * the kernel does not say where a thread sleeps (wchan always "0" for a
+ * sleeping thread).  Fails the test after 10 s of never seeing it.
+ */
+static int in_poll_wait(long tid)
+{
+    int64_t start = test_now_ns();
+    int named = 0;
+    for (;;) {
+        char path[64], buf[128] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%ld/wchan", tid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+        }
+        if (strstr(buf, "epoll") || strstr(buf, "ep_poll"))
+            return 1;
+        if (buf[0] && strcmp(buf, "0") != 0)
+            named = 1;
+        int64_t waited = test_now_ns() - start;
+        if (!named && waited > 2000 * TEST_MS &&
+            test_thread_state(tid) == 'S') {
+            cr_log_info("wchan says nothing here: not checked");
+            return 0;
+        }
+        cr_assert(waited < 10000 * TEST_MS,
+                  "worker %ld never slept in epoll_wait (wchan %s)", tid, buf);
+        test_sleep_ns(TEST_MS);
+    }
+}
+
+struct idle_poll {
+    atomic_long tid;        /* the worker's, written by the task */
+    atomic_int observed;    /* the test saw the worker in epoll_wait */
+    chan_t *in, *out;
+    int fd;
+    int64_t rc;
+};
+
+/* Starts the poller (a wait that times out), then says on which thread
+ * it runs. */
+static void idle_poll_start(struct idle_poll *ip)
+{
+    int p[2];
+    if (pipe(p) != 0 ||
+        chan_fd_wait(p[0], POLLIN, TEST_MS) != -ETIMEDOUT)
+        abort();
+    close(p[0]);
+    close(p[1]);
+    atomic_store(&ip->tid, test_gettid());
+}
+
+static void idle_poll_recv(void *arg)
+{
+    struct idle_poll *ip = arg;
+    idle_poll_start(ip);
+    int v = 0;
+    int rc = chan_recv(ip->in, &v);
+    int64_t r = rc == 0 ? v + 1 : rc;
+    if (chan_send(ip->out, &r) != 0)
+        abort();
+}
+
+static void idle_poll_timer(void *arg)
+{
+    struct idle_poll *ip = arg;
+    idle_poll_start(ip);
+    int v, rc;
+    /* Each timeout is a timer that fires while the worker sleeps in the
+     * poll; the last one at least after the test has seen it there. */
+    do
+        rc = chan_timedrecv(ip->in, &v, 50 * TEST_MS);
+    while (rc == -ETIMEDOUT && !atomic_load(&ip->observed));
+    int64_t r = rc;
+    if (chan_send(ip->out, &r) != 0)
+        abort();
+}
+
+static void idle_poll_read(void *arg)
+{
+    struct idle_poll *ip = arg;
+    idle_poll_start(ip);
+    char c = 0;
+    ssize_t n = chan_read(ip->fd, &c, 1, CHAN_FOREVER);
+    int64_t r = n == 1 ? c : n;
+    if (chan_send(ip->out, &r) != 0)
+        abort();
+}
+
+/* One worker, one task that waits (kind 0: a channel, 1: a timer, 2: a
+ * pipe); the worker is seen asleep in epoll_wait; then the test wakes
+ * the task, which answers. */
+static void idle_poll_run(int kind)
+{
+    chan_sched_t *s = sched_make(1);
+    struct idle_poll ip = { .in = chan_make(sizeof(int), 0),
+                            .out = chan_make(sizeof(int64_t), 1) };
+    cr_assert(ip.in && ip.out);
+    int p[2];
+    make_pipe(p);
+    ip.fd = p[0];
+    void (*fn[])(void *) = { idle_poll_recv, idle_poll_timer,
+                             idle_poll_read };
+    cr_assert_eq(chan_go(s, fn[kind], &ip), 0);
+    while (atomic_load(&ip.tid) == 0)
+        test_sleep_ns(TEST_MS);
+    in_poll_wait(atomic_load(&ip.tid));
+    atomic_store(&ip.observed, 1);
+    if (kind == 0) {
+        int v = 41;
+        cr_assert_eq(chan_timedsend(ip.in, &v, 10000 * TEST_MS), 0);
+    } else if (kind == 2) {
+        cr_assert_eq(write(p[1], "*", 1), 1);
+    }
+    int64_t r = 0;
+    cr_assert_eq(chan_timedrecv(ip.out, &r, 10000 * TEST_MS), 0);
+    cr_assert_eq(r, kind == 0 ? 42 : kind == 1 ? -ETIMEDOUT : '*');
+    cr_assert_eq(chan_sched_wait(s), 0);
+    /* The worker is back in the poll: freeing must get it out. */
+    in_poll_wait(atomic_load(&ip.tid));
+    chan_sched_free(s);
+    chan_release(ip.in);
+    chan_release(ip.out);
+    close(p[0]);
+    close(p[1]);
+}
+
+Test(io, idle_worker_polls_and_is_woken_by_a_thread_send)
+{
+    idle_poll_run(0);
+}
+
+Test(io, idle_worker_polls_and_is_woken_by_a_timer)
+{
+    idle_poll_run(1);
+}
+
+Test(io, idle_worker_polls_and_is_woken_by_io)
+{
+    idle_poll_run(2);
+}
+
+struct busy {
+    sem_t running;
+    atomic_int stop;
+};
+
+static void busy_task(void *arg)
+{
+    struct busy *b = arg;
+    test_sem_post(&b->running);
+    int64_t end = test_now_ns() + 20000 * TEST_MS;
+    while (!atomic_load(&b->stop) && test_now_ns() < end)
+        ;
+}
+
+struct late_write {
+    long tid;
+    int fd;
+};
+
+static void *late_write_main(void *arg)
+{
+    struct late_write *lw = arg;
+    test_wait_blocked(lw->tid, NULL);
+    if (write(lw->fd, "t", 1) != 1)
+        abort();
+    return NULL;
+}
+
+/* While the only worker runs a task that never parks, nobody but the
+ * poller thread can see that a plain thread's descriptor is ready. */
+Test(io, thread_served_while_the_only_worker_is_busy)
+{
+    chan_sched_t *s = sched_make(1);
+    struct idle_poll ip = { 0 };
+    cr_assert_eq(chan_go(s, (void (*)(void *))idle_poll_start, &ip), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    /* The worker has polled, and may hold the poll now, when it turns busy. */
+    in_poll_wait(atomic_load(&ip.tid));
+    struct busy b = { 0 };
+    test_sem_init(&b.running, 0);
+    cr_assert_eq(chan_go(s, busy_task, &b), 0);
+    test_sem_wait(&b.running);
+    int p[2];
+    make_pipe(p);
+    for (int round = 0; round < 3; round++) {
+        struct late_write lw = { test_gettid(), p[1] };
+        pthread_t t = test_thread_start(late_write_main, &lw);
+        char c = 0;
+        cr_assert_eq(chan_read(p[0], &c, 1, 10000 * TEST_MS), 1);
+        cr_assert_eq(c, 't');
+        test_thread_join(t);
+    }
+    atomic_store(&b.stop, 1);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    chan_sched_free(s);
+    test_sem_destroy(&b.running);
+    close(p[0]);
+    close(p[1]);
+}
+
+struct pipe_reader {
+    int p[2];
+    atomic_int ready;
+    ssize_t rc;
+    char c;
+};
+
+static void pipe_reader_task(void *arg)
+{
+    struct pipe_reader *r = arg;
+    atomic_store(&r->ready, 1);
+    r->rc = chan_read(r->p[0], &r->c, 1, 20000 * TEST_MS);
+}
+
+/* Tasks parked on pipes while every worker sleeps (one of them in the
+ * poll) are all woken by their data, in rounds. */
+Test(io, tasks_woken_by_io_while_every_worker_sleeps)
+{
+    enum { N = 16 };
+    int rounds = (int)test_scaled(20, 3);
+    chan_sched_t *s = sched_make(2);
+    struct pipe_reader r[N];
+    for (int i = 0; i < N; i++)
+        make_pipe(r[i].p);
+    for (int round = 0; round < rounds; round++) {
+        for (int i = 0; i < N; i++) {
+            atomic_store(&r[i].ready, 0);
+            r[i].rc = 0;
+            cr_assert_eq(chan_go(s, pipe_reader_task, &r[i]), 0);
+        }
+        for (int i = 0; i < N; i++)
+            while (!atomic_load(&r[i].ready))
+                test_sleep_ns(TEST_MS / 4);
+        if (round % 2)
+            test_sleep_ns(2 * TEST_MS); /* let the workers fall asleep */
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(write(r[i].p[1], "abcdefghijklmnop" + i, 1), 1);
+        cr_assert_eq(chan_sched_wait(s), 0);
+        for (int i = 0; i < N; i++) {
+            cr_assert_eq(r[i].rc, 1, "round %d reader %d: %zd", round, i,
+                         r[i].rc);
+            cr_assert_eq(r[i].c, "abcdefghijklmnop"[i]);
+        }
+    }
+    chan_sched_free(s);
+    for (int i = 0; i < N; i++) {
+        close(r[i].p[0]);
+        close(r[i].p[1]);
+    }
+}
+
+static void echo_task(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    for (;;) {
+        ssize_t n = chan_read(fd, buf, sizeof buf, 20000 * TEST_MS);
+        if (n <= 0 || chan_write(fd, buf, (size_t)n, 20000 * TEST_MS) != n)
+            break;
+    }
+}
+
+/* Round trips between plain threads and tasks on two workers: the poll
+ * goes back and forth between the workers and the poller thread. */
+Test(io, threads_and_tasks_ping_pong_through_the_poll)
+{
+    enum { T = 3 };
+    long trips = test_scaled(2000, 200);
+    chan_sched_t *s = sched_make(2);
+    int sp[T][2];
+    for (int i = 0; i < T; i++) {
+        make_socketpair(sp[i]);
+        cr_assert_eq(chan_go(s, echo_task, (void *)(intptr_t)sp[i][1]), 0);
+    }
+    for (long k = 0; k < trips; k++) {
+        int i = (int)(k % T);
+        char out[8], in[8];
+        snprintf(out, sizeof out, "%ld", k % 1000000);
+        size_t len = strlen(out);
+        cr_assert_eq(chan_write(sp[i][0], out, len, 10000 * TEST_MS),
+                     (ssize_t)len);
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = chan_read(sp[i][0], in + got, len - got,
+                                  10000 * TEST_MS);
+            cr_assert_gt(n, 0, "trip %ld: %zd", k, n);
+            got += (size_t)n;
+        }
+        cr_assert_eq(memcmp(in, out, len), 0);
+        if (k % 97 == 0)
+            test_sleep_ns(TEST_MS); /* and now and then all fall idle */
+    }
+    for (int i = 0; i < T; i++)
+        shutdown(sp[i][0], SHUT_WR);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    chan_sched_free(s);
+    for (int i = 0; i < T; i++) {
+        close(sp[i][0]);
+        close(sp[i][1]);
+    }
+}

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "netpoll.h"
 #include "sched/sched.h"
 #include "sched/stack.h"
 #include "waitq.h"
@@ -73,6 +74,10 @@ enum {
      * each nap of this many ns (plus the kernel's timer slack, 50 us by
      * default). */
     SPIN_NAP_NS = 20000,
+    /* Naps, at most, that a worker about to sleep waits for the poller
+     * thread to hand the poll over (netpoll.c) before it sleeps on
+     * idle_cv instead. */
+    HANDOVER_NAPS = 200,
     /* While tasks wait for stacks, an idle worker tries one of them
      * again this often (milliseconds). */
     STACK_RETRY_MS = 10,
@@ -133,9 +138,15 @@ static void notify(chan_sched_t *s)
         return;
     chan__check(pthread_mutex_lock(&s->idle_mu));
     w = atomic_load_explicit(&s->idle_word, memory_order_relaxed);
-    if (s->tokens < IDLE_COUNT(w)) {
+    /* A worker sleeping in the descriptor poll keeps polling while others
+     * can be woken; it is kicked out only when it is the last one. */
+    unsigned sleepers = IDLE_COUNT(w) - (s->poll_sleeper != NULL);
+    if (s->tokens < sleepers) {
         s->tokens++;
         chan__check(pthread_cond_signal(&s->idle_cv));
+    } else if (s->poll_sleeper && !s->poll_kicked) {
+        s->poll_kicked = 1;
+        chan__netpoll_kick();
     }
     chan__check(pthread_mutex_unlock(&s->idle_mu));
 }
@@ -257,6 +268,8 @@ void chan__sched_ready(chan__task_t *t)
     chan__worker_t *w = chan__worker_self();
     if (w && w->current && w->sched == t->sched)
         local_put(w, t, 1, 1);
+    else if (w && w->polling && w->sched == t->sched)
+        local_put(w, t, 0, 0); /* idle() runs it, or wakes a helper */
     else
         chan__sched_push_global(t->sched, t);
 }
@@ -459,19 +472,46 @@ static void stop_spinning(chan_sched_t *s)
 }
 
 /*
+ * Polls for descriptors, holding the poll (chan__netpoll_hold(block)):
+ * the tasks of w's scheduler that become ready go onto w's own queue,
+ * not to the global one, so that no other thread is woken to run them.
+ * Returns one of them, or NULL.
+ */
+static chan__task_t *poll_net(chan__worker_t *w, int block)
+{
+    w->polling = 1;
+    (void)chan__netpoll_poll(block ? -1 : 0);
+    w->polling = 0;
+    chan__netpoll_release(block);
+    return pop_local(w);
+}
+
+/*
  * Spins, then sleeps, until there is work (returned) or the scheduler
  * stops (NULL).
+ *
+ * Descriptors (netpoll.c, "Who polls").  A spinner that has found
+ * nothing looks at the poll without waiting before each nap.  A worker
+ * about to sleep sleeps in the poll instead of on idle_cv if it can take
+ * it (only one thread of the process at a time can): it stays registered
+ * idle, as s->poll_sleeper, and notify() wakes it by a kick of the poll
+ * (an eventfd write) only when no worker sleeps on idle_cv.  Tasks it
+ * finds ready it runs itself, waking another worker for the rest, as a
+ * spinner that found work does.
  */
 static chan__task_t *idle(chan__worker_t *w)
 {
     chan_sched_t *s = w->sched;
     for (;;) {
+        int held = 0, pending = 0; /* the blocking poll; naps waiting for it */
         atomic_fetch_add_explicit(&s->idle_word, SPIN_ONE,
                                   memory_order_seq_cst);
         for (int i = 0;; i++) {
             chan__task_t *t = find_work(w, 0);
             if (!t && i >= SPIN_ROUNDS)
                 t = steal_stale_next(w);
+            if (!t && i >= SPIN_ROUNDS && chan__netpoll_hold(0) > 0)
+                t = poll_net(w, 0);
             if (t) {
                 stop_spinning(s);
                 return t;
@@ -488,8 +528,16 @@ static chan__task_t *idle(chan__worker_t *w)
             /* Others are busy (or were, since the last nap): stay a
              * spinner, napping, so that their wakeups need not wake a
              * sleeper (a system call each). */
-            if (!others_busy(w))
-                break;
+            if (!others_busy(w)) {
+                /* About to sleep: in the poll, if it can be had.  The
+                 * poller thread, asked to hand it over, does so as soon
+                 * as it runs: nap meanwhile, for a while at most. */
+                int h = chan__netpoll_hold(1);
+                if (h > 0)
+                    held = 1;
+                if (h >= 0 || ++pending > HANDOVER_NAPS)
+                    break;
+            }
             struct timespec nap = { 0, SPIN_NAP_NS };
             int saved_errno = chan__errno_save(); /* EINTR */
             nanosleep(&nap, NULL);
@@ -505,17 +553,38 @@ static chan__task_t *idle(chan__worker_t *w)
         if (t) {
             atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
                                       memory_order_seq_cst);
+            if (held)
+                chan__netpoll_release(1);
             return t;
         }
         chan__check(pthread_mutex_lock(&s->idle_mu));
-        int retry = 0;
-        while (s->tokens == 0 && !s->stop && !retry) {
+        int retry = 0, polled = 0;
+        while (s->tokens == 0 && !s->stop && !retry && !polled) {
             if (atomic_load_explicit(&s->nswait, memory_order_relaxed) == 0) {
-                chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
+                if (!held) {
+                    chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
+                    continue;
+                }
+                /* Published under idle_mu before the wait begins: a
+                 * notify() after this kicks, and a kick before the wait
+                 * ends it at once. */
+                s->poll_sleeper = w;
+                chan__check(pthread_mutex_unlock(&s->idle_mu));
+                t = poll_net(w, 1);
+                held = 0;
+                chan__check(pthread_mutex_lock(&s->idle_mu));
+                s->poll_sleeper = NULL;
+                s->poll_kicked = 0;
+                polled = 1;
                 continue;
             }
             /* Tasks wait for stacks: try one again now and then, in case
-             * memory came back some other way than a task finishing. */
+             * memory came back some other way than a task finishing.
+             * (Not in the poll, which this leaves to others.) */
+            if (held) {
+                chan__netpoll_release(1);
+                held = 0;
+            }
             struct timespec ts;
             chan__check(clock_gettime(CLOCK_MONOTONIC, &ts));
             ts.tv_nsec += STACK_RETRY_MS * 1000000L;
@@ -529,16 +598,25 @@ static chan__task_t *idle(chan__worker_t *w)
             else
                 chan__check(rc);
         }
-        int token = s->tokens > 0;
+        /* (A worker back from the poll leaves tokens to idle_cv's.) */
+        int token = !polled && s->tokens > 0;
         if (token)
             s->tokens--;
         /* stop set, nothing left to do (waiting tasks count in ntasks) */
-        int stop = !token && !retry;
+        int stop = !token && !retry && !polled;
         atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
                                   memory_order_seq_cst);
         chan__check(pthread_mutex_unlock(&s->idle_mu));
+        if (held) /* a token or stop came first */
+            chan__netpoll_release(1);
         if (stop)
             return NULL;
+        if (t) {
+            /* More of them queued: wake a helper, as stop_spinning does. */
+            if (atomic_load_explicit(&w->len, memory_order_relaxed))
+                notify(s);
+            return t;
+        }
         if (!token && (t = chan__task_stack_waiter(s)) != NULL)
             return t;
     }
@@ -598,6 +676,10 @@ static void sched_stop(chan_sched_t *s)
     chan__check(pthread_mutex_lock(&s->idle_mu));
     s->stop = 1;
     chan__check(pthread_cond_broadcast(&s->idle_cv));
+    if (s->poll_sleeper && !s->poll_kicked) {
+        s->poll_kicked = 1;
+        chan__netpoll_kick();
+    }
     chan__check(pthread_mutex_unlock(&s->idle_mu));
     for (unsigned i = 0; i < s->nworkers; i++)
         if (s->workers[i].started)

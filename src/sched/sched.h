@@ -23,6 +23,11 @@
  * "spinning"), then registers as idle and sleeps on the idle condition
  * variable, so an idle scheduler uses no CPU.  Whoever adds work wakes one
  * idle worker, unless a worker is already spinning (it will find the work).
+ * Once the program waits for descriptors, idle workers poll for them too
+ * (sched.c, netpoll.c): a spinner looks without waiting before each nap,
+ * and one idle worker may sleep in the poll itself instead of on the
+ * condition variable, so that a task woken by I/O runs on the thread that
+ * saw the event.
  * While other workers have queued tasks (typically a run-next task whose
  * worker is about to run it), a spinning worker stays spinning but naps
  * between looks: their wakeups then cost no system call, and a run-next
@@ -194,6 +199,10 @@ struct chan__worker {
     unsigned runnext_streak;      /* run-next picks in a row; worker only */
     uint32_t rng;                 /* victim choice; worker thread only */
     unsigned seen_puts;           /* others' puts at the last nap; idem */
+    /* 1 while the worker polls for descriptors in idle(): tasks of its
+     * scheduler that the poll makes ready go onto its own queue (sched.c,
+     * chan__sched_ready); worker thread only. */
+    int polling;
     chan__stack_cache_t stacks;   /* worker thread only */
     /* Finished tasks' structs, linked by next, for chan_go in a task on
      * this worker to reuse (task.c); worker thread only. */
@@ -236,6 +245,11 @@ struct chan_sched {
     pthread_cond_t idle_cv;
     unsigned tokens;              /* idle_mu */
     int stop;                     /* idle_mu: chan_sched_free is done */
+    /* The idle worker that waits in the descriptor poll instead of on
+     * idle_cv (at most one per process, netpoll.c), and whether it was
+     * kicked out of it already; idle_mu. */
+    chan__worker_t *poll_sleeper;
+    int poll_kicked;
     /* Workers registered as idle (low 32 bits) and workers spinning,
      * looking for work (high 32 bits): one word, so that a worker moves
      * from spinning to idle in one step and an adder reads both at once
