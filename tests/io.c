@@ -1654,3 +1654,81 @@ Test(io, threads_and_tasks_ping_pong_through_the_poll)
         close(sp[i][1]);
     }
 }
+
+/* ------------------------------------------------------------ reuse, more */
+
+struct reuse_task {
+    int num;
+    sem_t first_done, reused;
+    ssize_t rc1, rc2;
+    char buf[8];
+};
+
+static void reuse_task_main(void *arg)
+{
+    struct reuse_task *rt = arg;
+    rt->rc1 = chan_fd_wait(rt->num, POLLIN, 10 * TEST_MS);
+    test_sem_post(&rt->first_done);
+    test_sem_wait(&rt->reused); /* the worker's thread: one task only */
+    rt->rc2 = chan_read(rt->num, rt->buf, sizeof rt->buf, 10000 * TEST_MS);
+}
+
+/* The number is closed with close(2) and given to a socket between two
+ * waits of one task: the second wait is woken by the socket's data. */
+Test(io, reuse_by_a_socket_between_two_waits_of_a_task)
+{
+    int p[2], sp[2];
+    make_pipe(p);
+    make_socketpair(sp);
+    chan_sched_t *s = sched_make(1);
+    struct reuse_task rt = { .num = p[0] };
+    test_sem_init(&rt.first_done, 0);
+    test_sem_init(&rt.reused, 0);
+    cr_assert_eq(chan_go(s, reuse_task_main, &rt), 0);
+    test_sem_wait(&rt.first_done);
+    cr_assert_eq(rt.rc1, -ETIMEDOUT);
+    close(p[0]);
+    cr_assert_eq(dup2(sp[0], rt.num), rt.num);
+    close(sp[0]);
+    test_sem_post(&rt.reused);
+    test_sleep_ns(5 * TEST_MS); /* (either order must work) */
+    cr_assert_eq(write(sp[1], "sock", 4), 4);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(rt.rc2, 4);
+    cr_assert_eq(memcmp(rt.buf, "sock", 4), 0);
+    chan_sched_free(s);
+    test_sem_destroy(&rt.first_done);
+    test_sem_destroy(&rt.reused);
+    close(rt.num);
+    close(p[1]);
+    close(sp[1]);
+}
+
+/* dup2 onto a registered number that stays open all along (the old file
+ * lives on in its other descriptor): waits on the number follow the new
+ * file, and the old one's data is not theirs. */
+Test(io, dup2_onto_a_registered_number)
+{
+    int a[2], b[2];
+    make_pipe(a);
+    make_pipe(b);
+    int num = dup(a[0]);
+    cr_assert_geq(num, 0);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 10 * TEST_MS), -ETIMEDOUT);
+    cr_assert_eq(dup2(b[0], num), num);
+    cr_assert_eq(write(a[1], "old", 3), 3);
+    cr_assert_eq(chan_fd_wait(num, POLLIN, 30 * TEST_MS), -ETIMEDOUT);
+    struct waiter w = { 0 };
+    pthread_t t = waiter_start(&w, 1, num, POLLIN);
+    cr_assert_eq(write(a[1], "old2", 4), 4);
+    cr_assert(test_stays_zero(&w.done, 30 * TEST_MS));
+    cr_assert_eq(write(b[1], "new", 3), 3);
+    test_thread_join(t);
+    cr_assert_eq(w.rc, 3);
+    cr_assert_eq(memcmp(w.buf, "new", 3), 0);
+    close(num);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+}
