@@ -45,10 +45,34 @@
  * PD_TOP pointers to leaves of PD_LEAF pds, allocated on first use and
  * never freed, so a pd found once stays valid (numbers from PD_TOP *
  * PD_LEAF up get -ENOMEM).  A pd outlives the files behind its number:
- * the backend registration is checked again before every wait
- * (chan__pollb_add says whether the number still names the registered
- * file), and each registration has a seq, part of the backend key, so
- * that readiness of an old file never reaches waiters of a new one.
+ * the backend registration is checked again before every wait that
+ * parks (chan__pollb_add says whether the number still names the
+ * registered file), and each registration has a seq, part of the backend
+ * key, so that readiness of an old file never reaches waiters of a new
+ * one.
+ *
+ * Why one system call per wait that parks.  The contract lets a program
+ * close(2) a descriptor on which nobody waits and get the number back for
+ * another file (by open, accept, dup2, ...), and nothing of that reaches
+ * this library: unlike Go's runtime, it does not own close.  A waiter
+ * that parks on a number whose file is not in the interest list is never
+ * woken, so each such wait must know, then, that the number still names
+ * the registered file, and nothing short of asking the kernel tells:
+ *   - events are no proof: the interest list is keyed by (open file,
+ *     number) and an entry lives as long as its open file, not as long
+ *     as the number, so a file closed here but alive in a duplicate
+ *     keeps reporting under the old key, just as a live one does; and a
+ *     close may come right after any event, leaving no trace;
+ *   - the tries (recv, read, poll) succeed on whatever file the number
+ *     names: they prove it open, not which file it is;
+ *   - checking later instead (only waits still parked after a while)
+ *     makes the first wait on a reused number late by that while, and a
+ *     wait whose deadline falls within it times out though its file was
+ *     ready: that is not "works normally".
+ * So every wait that would park makes one EPOLL_CTL_ADD, under pd->lock;
+ * calls that succeed at once, or see an edge since their snapshot, make
+ * none.  Its cost on the echo benchmarks is measured in bench/RESULTS.md
+ * ("I/O: echo against Go").
  *
  * Invariants (under pd->lock).
  *   - A queued waiter's sel may already be settled elsewhere (a stale

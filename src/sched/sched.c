@@ -28,7 +28,12 @@
  * look, which finds the task.  (Fences would express the same, but
  * ThreadSanitizer does not understand them.)  A spinning worker moves from
  * spinning to idle in the same single update, so an adder that saw it
- * spinning is covered by its last look too.
+ * spinning is covered by its last look too.  An idle worker that sleeps
+ * in the descriptor poll instead of on idle_cv (idle()) counts as idle
+ * like the others; it is published as s->poll_sleeper under idle_mu
+ * before its wait, and the adder, which finds it there under idle_mu,
+ * wakes it with a kick of the poll instead of a signal (a kick that comes
+ * before the wait ends the wait at once).
  */
 #include "internal.h"
 
