@@ -79,6 +79,10 @@ enum {
      * each nap of this many ns (plus the kernel's timer slack, 50 us by
      * default). */
     SPIN_NAP_NS = 20000,
+    /* While it spins, a worker looks at the descriptor poll every this
+     * many rounds (a few microseconds apart), and before each nap: if
+     * nobody sleeps in the poll, it is the one who sees I/O first. */
+    LOOK_EVERY = 4,
     /* Naps, at most, that a worker about to sleep waits for the poller
      * thread to hand the poll over (netpoll.c) before it sleeps on
      * idle_cv instead. */
@@ -496,7 +500,8 @@ static chan__task_t *poll_net(chan__worker_t *w, int block)
  * stops (NULL).
  *
  * Descriptors (netpoll.c, "Who polls").  A spinner that has found
- * nothing looks at the poll without waiting before each nap.  A worker
+ * nothing looks at the poll without waiting every LOOK_EVERY rounds and
+ * before each nap.  A worker
  * about to sleep sleeps in the poll instead of on idle_cv if it can take
  * it (only one thread of the process at a time can): it stays registered
  * idle, as s->poll_sleeper, and notify() wakes it by a kick of the poll
@@ -515,7 +520,8 @@ static chan__task_t *idle(chan__worker_t *w)
             chan__task_t *t = find_work(w, 0);
             if (!t && i >= SPIN_ROUNDS)
                 t = steal_stale_next(w);
-            if (!t && i >= SPIN_ROUNDS && chan__netpoll_hold(0) > 0)
+            if (!t && (i >= SPIN_ROUNDS || i % LOOK_EVERY == LOOK_EVERY - 1) &&
+                chan__netpoll_hold(0) > 0)
                 t = poll_net(w, 0);
             if (t) {
                 stop_spinning(s);
