@@ -287,11 +287,12 @@ int chan__netpoll_hold(int block)
 
 void chan__netpoll_release(int block)
 {
+    (void)block; /* a poller thread in a timed standby needs no poke */
     atomic_store_explicit(&worker_polled, chan__now(), memory_order_relaxed);
     atomic_store(&holder, HOLD_NONE); /* seq_cst: see standby() */
     int sb = atomic_load(&sb_state);
     if (sb == SB_UNTIMED ||
-        (sb != SB_NO && (block || atomic_load(&thread_waiters) != 0)))
+        (sb != SB_NO && atomic_load(&thread_waiters) != 0))
         poke();
 }
 
@@ -509,8 +510,10 @@ int chan__pd_queue(chan__pd_t *pd, int fd, chan__fdwaiter_t *w,
 out:
     chan__unlock(&pd->lock);
     wake_all(retry);
-    /* A plain thread is served by the poller thread if no worker polls. */
-    if (rc == 0 && w->thread)
+    /* A plain thread is served by the poller thread if nobody polls.
+     * (A worker that holds the poll now pokes when it gives it back: it
+     * sees thread_waiters, as this sees holder; see standby().) */
+    if (rc == 0 && w->thread && atomic_load(&holder) == HOLD_NONE)
         poke();
     return rc;
 }
