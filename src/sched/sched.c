@@ -85,8 +85,11 @@ enum {
     LOOK_EVERY = 4,
     /* Naps, at most, that a worker about to sleep waits for the poller
      * thread to hand the poll over (netpoll.c) before it sleeps on
-     * idle_cv instead. */
-    HANDOVER_NAPS = 200,
+     * idle_cv instead: 40 ms or more, since on a loaded machine the
+     * poller thread may wait that long for a CPU, and a worker that gives
+     * up sleeps on idle_cv until work comes, the poll left to the poller
+     * thread. */
+    HANDOVER_NAPS = 2000,
     /* While tasks wait for stacks, an idle worker tries one of them
      * again this often (milliseconds). */
     STACK_RETRY_MS = 10,
