@@ -128,22 +128,6 @@ enum { GUARD_UNKNOWN, GUARD_VECTOR, GUARD_MADVISE, GUARD_MPROTECT };
 static int guard_way;
 
 /*
- * Makes the first gsz bytes of each of the n stack slots at base (one
- * apart) a guard region; returns how many leading slots have theirs (n on
- * success).
- *
- * Preferably with MADV_GUARD_INSTALL (Linux 6.13): the kernel marks the
- * pages in the page table and the mapping stays in one piece.  All n at
- * once through process_madvise on the calling process (recent kernels let
- * a process name itself, PIDFD_SELF, without opening a pidfd), else one
- * madvise each.  The first success is checked (guard_faults): a system
- * that accepts the advice without doing it gets mprotect instead.  Without
- * it, mprotect, which splits the mapping: every stack then costs two of
- * the kernel's mappings, of which a process may have vm.max_map_count
- * (65530 by default).  Either way the cost hardly depends on the size of
- * the region.
- */
-/*
  * Whether the page at p really faults.  Asked once, of the top page of the
  * first region that MADV_GUARD_INSTALL claims to have guarded (the page an
  * overflow reaches first): an emulator such as qemu-user
@@ -167,6 +151,22 @@ static int guard_faults(const char *p)
     return faults;
 }
 
+/*
+ * Makes the first gsz bytes of each of the n stack slots at base (one
+ * apart) a guard region; returns how many leading slots have theirs (n on
+ * success).
+ *
+ * Preferably with MADV_GUARD_INSTALL (Linux 6.13): the kernel marks the
+ * pages in the page table and the mapping stays in one piece.  All n at
+ * once through process_madvise on the calling process (recent kernels let
+ * a process name itself, PIDFD_SELF, without opening a pidfd), else one
+ * madvise each.  The first success is checked (guard_faults): a system
+ * that accepts the advice without doing it gets mprotect instead.  Without
+ * it, mprotect, which splits the mapping: every stack then costs two of
+ * the kernel's mappings, of which a process may have vm.max_map_count
+ * (65530 by default).  Either way the cost hardly depends on the size of
+ * the region.
+ */
 static unsigned guard(char *base, size_t one, size_t gsz, unsigned n)
 {
     int way = __atomic_load_n(&guard_way, __ATOMIC_RELAXED);
@@ -235,8 +235,7 @@ static int populate_state;
  * Faults in the top page of each of the n new stacks at base (one apart),
  * where a task's first frames and the stack's node go, in one system call
  * where the kernel takes a vector of ranges for this advice (6.18 does).
- * A page fault costs a trap besides the work the kernel does for a page;
- * here (a virtual machine) 1.5 us against 1.1-1.2 us per page this way,
+ * A page fault costs a trap besides the work the kernel does for a page,
  * and a task that has never run spends most of its start on that page.
  * Only an optimisation: if it fails, the pages fault in when touched.
  */
