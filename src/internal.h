@@ -15,7 +15,9 @@
  *      path holds at most one channel lock);
  *   3. leaf locks, under which nothing else is taken: a parker's mutex
  *      (park.c), a wait group's mutex (wg.c), the scheduler's run-queue and
- *      idle locks (sched/), the helper pool's lock (blocking.c), a
+ *      idle locks (sched/), a task's timed-park lock (task->tlock, taken
+ *      by the timer thread under the timer heap lock and by the task's
+ *      worker, sched/task.c), the helper pool's lock (blocking.c), a
  *      descriptor's lock (pd->lock, netpoll.c) and the poller's start lock
  *      (netpoll.c).
  *

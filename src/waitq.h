@@ -2,11 +2,13 @@
  * waitq.h - FIFO queues of blocked senders or receivers, and the claim that
  * decides who completes a blocked operation.
  *
- * A blocked chan_send, chan_recv or chan_select puts one chan__sel_t and one
- * chan__waiter_t per channel case on its own stack (a task's blocked send or
- * receive uses a slot in the task instead: park.h).  Each waiter is linked
- * into its channel's sendq or recvq; all waiters of one select share one
- * chan__sel_t.
+ * A blocked chan_send, chan_recv or chan_select has one chan__sel_t and one
+ * chan__waiter_t per channel case.  The sel is on the caller's stack; so
+ * are the waiters, except for a task's blocked send or receive, whose
+ * waiter is kept in the task (park.h), and a select of more cases than it
+ * keeps on its stack, which allocates them (select.c).  Each waiter is
+ * linked into its channel's sendq or recvq; all waiters of one select
+ * share one chan__sel_t.
  *
  * The claim.  sel->state goes WAITING -> DONE exactly once, by a CAS, won by
  * whichever comes first: a peer that completes one of the cases, a

@@ -26,9 +26,10 @@
  * are unparked after it is dropped.
  *
  * Lifetimes.  A waiter lives on its owner's stack until the owner returns
- * from chan__sel_wait().  The add that claims it (the sel CAS, done under
- * wg->mu, before the list is detached) reads its next link before
- * unparking it and never touches it afterwards.  Because the whole list is
+ * from chan__sel_wait().  The add that claims it detaches the whole list
+ * under wg->mu and then, still under wg->mu, claims every waiter on it
+ * (the sel CAS); after dropping the lock it reads each waiter's next link
+ * before unparking it and never touches it afterwards.  Because the whole list is
  * detached at zero, the group may be reused (added to again) at once, even
  * before the old waiters have woken.
  */
