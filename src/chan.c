@@ -289,8 +289,7 @@ static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
      * complete under the lock, and a ring it froze would send every
      * concurrent operation to the lock as well, which then freeze it in
      * turn: so a task looks first, and freezes and looks again only if it
-     * must wait.  (Measured on 4 producers and 4 consumers: tasks 119 ns
-     * per message freezing first, 50 looking first; threads 55 and 69.)
+     * must wait.
      */
     chan__parker_t *self = timeout_ns != 0 ? chan__park_self() : NULL;
     chan__lock(&ch->lock);

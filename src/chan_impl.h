@@ -23,9 +23,7 @@
  * a producer and a consumer block on nearly every other operation, and
  * freezing and thawing each time (four read-modify-writes of head and
  * tail) costs more than taking the lock for every operation, which also
- * keeps the direct hand-off to a waiting peer.  (w2c1 with tasks: 85-100
- * ns per message with freezing, 72-75 frozen, the same as the all-locked
- * channel this ring replaced.)
+ * keeps the direct hand-off to a waiting peer.
  *
  * A buffered channel with a pollfd (pollfd.c) stays frozen for good too,
  * so that every change of its readiness happens under the lock, where

@@ -54,9 +54,10 @@ static inline struct thread_parker *tp(chan__parker_t *p)
 }
 
 /*
- * Spinning.  Waking a thread that sleeps in the kernel costs 10-20 us on
- * virtual machines, and costs the waker a system call too, while the usual
- * wait on a busy channel (a peer's turnaround) is well under a microsecond.
+ * Spinning.  Waking a thread that sleeps in the kernel takes over ten
+ * microseconds on virtual machines, and costs the waker a system call too,
+ * while the usual wait on a busy channel (a peer's turnaround) is well
+ * under a microsecond.
  * So a waiter first polls its state word: with a CPU pause for up to
  * SPIN_PAUSE_NS, then between sched_yield() calls (which let a peer run
  * when threads outnumber CPUs) up to its budget, at most SPIN_MAX_NS.  A

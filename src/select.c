@@ -92,10 +92,8 @@ struct scratch {
 };
 
 /* Up to this many enabled cases the lock order comes from an insertion
- * sort, above from a heap sort (see sort_by_chan).  That is about where
- * they cross on x86-64: on cases in random order, 32 take about 200 ns
- * either way, 64 take 0.6-0.8 us with the heap sort and 0.8-1.3 us with
- * the insertion sort. */
+ * sort, above from a heap sort (see sort_by_chan): about where the two
+ * cost the same on x86-64, for cases in random order. */
 enum { SELECT_SORT_SMALL = 32 };
 
 static inline uintptr_t chan_key(const chan_case_t *cases, int i)
@@ -135,7 +133,7 @@ static void sift_down(const chan_case_t *cases, int *idx, size_t root,
  * instructions for a few cases, and linear when the cases come in address
  * order already.  Above SELECT_SORT_SMALL cases a heap sort, as in Go's
  * selectgo: O(n log n) compares whatever the order, where an insertion
- * sort takes O(n^2) (2 s for 100,000 cases in descending address order)
+ * sort takes O(n^2) (cases in descending address order are its worst)
  * and a large select would spend its time sorting.  Neither allocates or
  * recurses.  The heap sort is not stable, and need not be: cases on one
  * channel may come in any order here, as pass 2 queues in poll order.
