@@ -142,9 +142,9 @@ static inline void copy(void *dst, const void *src, size_t n)
 }
 
 /* Fills a claimed waiter's sel and returns its parker for unparking. */
-static inline chan__parker_t *fire(chan__waiter_t *w, int result)
+static inline chan__parker_t *complete(chan__waiter_t *w, int result)
 {
-    w->sel->fired = w->index;
+    w->sel->chosen = w->index;
     w->sel->result = result;
     return w->sel->parker;
 }
@@ -158,7 +158,7 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
         /* Straight to the receiver: one copy, no detour through the ring
          * (which is empty: receivers only wait on an empty one). */
         copy(w->elem, elem, ch->elem_size);
-        *wake = fire(w, 0);
+        *wake = complete(w, 0);
         return 1;
     }
     if (ch->cap && chan__ring_ready_hint(&ch->ring, 1))
@@ -184,7 +184,7 @@ int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
             chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
             if (w) {
                 chan__assert(chan__ring_send(&ch->ring, w->elem, 1) == 1);
-                *wake = fire(w, 0);
+                *wake = complete(w, 0);
             }
         }
         return 1;
@@ -192,7 +192,7 @@ int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
     chan__waiter_t *w = chan__waitq_claim(&ch->sendq);
     if (w) {
         copy(elem, w->elem, ch->elem_size);
-        *wake = fire(w, 0);
+        *wake = complete(w, 0);
         return 1;
     }
     if (atomic_load_explicit(&ch->closed, memory_order_relaxed))
@@ -239,7 +239,7 @@ static int attempt(chan_t *ch, int is_send, void *elem, int *rc)
     return 1;
 }
 
-/* The public function behind a chan_op call, for a misuse report.  (A
+/* The public function behind a transfer() call, for a misuse report.  (A
  * timed call with timeout CHAN_FOREVER is named as the untimed one.) */
 static const char *op_name(int is_send, int64_t timeout_ns)
 {
@@ -254,7 +254,7 @@ static const char *op_name(int is_send, int64_t timeout_ns)
  * One send or receive with a deadline; timeout_ns as in the contract.
  * Returns 0, -EPIPE, -EAGAIN (timeout_ns == 0) or -ETIMEDOUT.
  */
-static int chan_op(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
+static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 {
     int rc;
     if (ch->cap > 1) { /* (capacity 1 is always frozen: chan_impl.h) */
@@ -335,42 +335,42 @@ int chan_send(chan_t *ch, const void *elem)
 {
     if (bad_elem(ch, elem))
         return -EINVAL;
-    return chan_op(ch, 1, (void *)elem, CHAN_FOREVER);
+    return transfer(ch, 1, (void *)elem, CHAN_FOREVER);
 }
 
 int chan_recv(chan_t *ch, void *elem)
 {
     if (!ch)
         return -EINVAL;
-    return chan_op(ch, 0, elem, CHAN_FOREVER);
+    return transfer(ch, 0, elem, CHAN_FOREVER);
 }
 
 int chan_trysend(chan_t *ch, const void *elem)
 {
     if (bad_elem(ch, elem))
         return -EINVAL;
-    return chan_op(ch, 1, (void *)elem, 0);
+    return transfer(ch, 1, (void *)elem, 0);
 }
 
 int chan_tryrecv(chan_t *ch, void *elem)
 {
     if (!ch)
         return -EINVAL;
-    return chan_op(ch, 0, elem, 0);
+    return transfer(ch, 0, elem, 0);
 }
 
 int chan_timedsend(chan_t *ch, const void *elem, int64_t timeout_ns)
 {
     if (bad_elem(ch, elem))
         return -EINVAL;
-    return chan_op(ch, 1, (void *)elem, timeout_ns);
+    return transfer(ch, 1, (void *)elem, timeout_ns);
 }
 
 int chan_timedrecv(chan_t *ch, void *elem, int64_t timeout_ns)
 {
     if (!ch)
         return -EINVAL;
-    return chan_op(ch, 0, elem, timeout_ns);
+    return transfer(ch, 0, elem, timeout_ns);
 }
 
 /* Claims every live waiter of q for close, appending them to *tail. */
@@ -378,7 +378,7 @@ static chan__waiter_t **claim_all(chan__waitq_t *q, chan__waiter_t **tail)
 {
     chan__waiter_t *w;
     while ((w = chan__waitq_claim(q)) != NULL) {
-        fire(w, -EPIPE);
+        complete(w, -EPIPE);
         w->next = NULL; /* reuse the unlinked waiter's link for our list */
         *tail = w;
         tail = &w->next;

@@ -39,7 +39,7 @@
  *   - A channel's pollfd levels, as of the last chan__unlock_ch, say
  *     whether it was ready then (pollfd.c): they are set before the lock
  *     is released, after whatever changed readiness.  A waiter that goes
- *     stale without this lock (its select fired on another channel, it
+ *     stale without this lock (its select completed on another channel, it
  *     timed out) may leave a level up until its owner unlinks it here.
  *   - A frozen ring holding a value has no live waiter in recvq; a frozen
  *     ring with room has none in sendq (a buffered channel never lets a
@@ -51,7 +51,7 @@
  *     itself, because a select only looks for partners (pass 1) before it
  *     queues its own waiters (pass 2).
  *   - closed implies sendq and recvq hold no live waiter: chan_close claims
- *     them all.  Stale waiters (whose select fired elsewhere or timed out)
+ *     them all.  Stale waiters (whose select completed elsewhere or timed out)
  *     may remain in either queue until their owner unlinks them.
  *
  * Locking.  ch->lock guards closed, the ring's frozen state, both queues
@@ -131,7 +131,7 @@ _Static_assert(offsetof(struct chan, magic) >= 4 * sizeof(void *),
  * Use after release.  A freed channel is left with magic CHAN_MAGIC_DEAD,
  * cap SIZE_MAX and a ring frozen at both ends (and not closed, even for
  * an unbuffered channel, whose ring is all zeros): so a send or receive
- * on it, whatever it was, takes the buffered path of chan_op, where the
+ * on it, whatever it was, takes the buffered path of transfer() (chan.c), where the
  * ring says BUSY, and finds the mistake with chan__check_live before it
  * touches the lock (whose word the allocator may have overwritten).  A
  * live channel pays for that check only there, on its way from a ring

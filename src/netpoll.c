@@ -447,7 +447,7 @@ static chan__fdwaiter_t *claim(chan__pd_t *pd, int dirs, int result)
             if (atomic_compare_exchange_strong_explicit(
                     &w->sel->state, &expect, CHAN_SEL_DONE,
                     memory_order_acq_rel, memory_order_acquire)) {
-                w->sel->fired = w->index;
+                w->sel->chosen = w->index;
                 w->sel->result = result;
                 w->wnext = NULL;
                 *tail = w;

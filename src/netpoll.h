@@ -44,7 +44,7 @@ typedef struct chan__fdwaiter {
     struct chan__fdwaiter *prev;  /* pd->lock */
     struct chan__fdwaiter *wnext; /* the waker's private list, once claimed */
     chan__sel_t *sel;             /* the owner's shared state; immutable */
-    int index;                    /* reported as sel->fired; immutable */
+    int index;                    /* reported as sel->chosen; immutable */
     int dirs;                     /* CHAN_PD_* waited for; immutable */
     int queued;                   /* 1 while linked; pd->lock */
     int thread;                   /* the owner is a plain thread; pd->lock */

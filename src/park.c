@@ -250,7 +250,7 @@ void chan__unpark(chan__parker_t *p)
     int s = CHAN_PARK_EMPTY;
     /* Fast path: the owner has not gone to sleep; it will see NOTIFIED
      * while spinning or in its CAS.  acq_rel publishes everything the waker
-     * wrote for the owner (the copied value, the fired case) before the
+     * wrote for the owner (the copied value, the chosen case) before the
      * owner can read NOTIFIED. */
     if (atomic_compare_exchange_strong_explicit(&p->state, &s,
                                                 CHAN_PARK_NOTIFIED,

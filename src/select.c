@@ -327,8 +327,8 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
      * this last pass 1 sees stays true until the waiters are queued
      * (chan_impl.h).  Not before the first poll: rings frozen by a select
      * that then completes under the locks send concurrent operations on
-     * them to the lock for nothing (chan_op).  Unlocking thaws them again
-     * if we do not queue. */
+     * them to the lock for nothing (transfer() in chan.c).  Unlocking
+     * thaws them again if we do not queue. */
     int froze = 0;
     for (size_t i = 0; i < n; i++) {
         chan_case_t *c = &cases[s->lock[i]];
@@ -359,7 +359,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
 
     int rc = chan__sel_wait(&sel, deadline);
 
-    /* Pass 3: unlink the losers.  With a single case that fired, its
+    /* Pass 3: unlink the losers.  With a single case, once chosen, its
      * claimer already unlinked it and there is nothing to do. */
     if (n > 1 || rc != 0) {
         lock_all(cases, s->lock, n);
@@ -373,8 +373,8 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     }
     if (rc != 0)
         return rc;
-    cases[sel.fired].result = sel.result;
-    return sel.fired;
+    cases[sel.chosen].result = sel.result;
+    return sel.chosen;
 }
 
 static int select_mixed(chan_case_t *cases, size_t ncases, size_t nch,
@@ -661,14 +661,14 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
         dequeue_mixed(cases, m, nch, nfd);
         if (rc != 0)
             return rc;
-        chan_case_t *c = &cases[sel.fired];
+        chan_case_t *c = &cases[sel.chosen];
         if (c->op != CHAN_FD || sel.result < 0) {
             c->result = sel.result;
-            return sel.fired;
+            return sel.chosen;
         }
         int r = 0;
         for (size_t j = 0; j < nfd; j++) {
-            if (m->fdk[j] != sel.fired)
+            if (m->fdk[j] != sel.chosen)
                 continue;
             struct pollfd one = m->pfd[j];
             if (chan__fd_poll(&one, 1) > 0)
@@ -676,7 +676,7 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
         }
         if (r != 0) {
             c->result = r;
-            return sel.fired;
+            return sel.chosen;
         }
         /* Not ready after all: start over, same deadline. */
     }

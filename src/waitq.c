@@ -58,7 +58,7 @@ chan__waiter_t *chan__waitq_claim(chan__waitq_t *q)
                 &w->sel->state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
                 memory_order_acquire))
             return w;
-        /* Stale: its select fired elsewhere or timed out.  Its owner will
+        /* Stale: its select completed elsewhere or timed out.  Its owner will
          * find it unlinked when it relocks this channel. */
     }
     return NULL;

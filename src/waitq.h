@@ -13,7 +13,7 @@
  * The claim.  sel->state goes WAITING -> DONE exactly once, by a CAS, won by
  * whichever comes first: a peer that completes one of the cases, a
  * chan_close of one of the channels, or the owner itself giving up on a
- * timeout (chan__sel_cancel).  Only the winner writes sel->fired and
+ * timeout (chan__sel_cancel).  Only the winner writes sel->chosen and
  * sel->result and, if it is not the owner, unparks the owner.  A loser never
  * touches the waiter again except to unlink it under its channel's lock.
  *
@@ -37,7 +37,7 @@ enum { CHAN_SEL_WAITING = 0, CHAN_SEL_DONE = 1 };
 /* The blocked party: one per blocked call, shared by its waiters. */
 typedef struct chan__sel {
     _Atomic int state;        /* CHAN_SEL_*; see "The claim" above */
-    int fired;                /* case index that fired; written by the claimer */
+    int chosen;               /* the case index completed; written by the claimer */
     int result;               /* 0 or -EPIPE; written by the claimer */
     /* 1: one case and no deadline, so only a claimer holding the lock of
      * that case's channel can end the wait (see chan__waitq_claim).
@@ -52,7 +52,7 @@ typedef struct chan__waiter {
     struct chan__waiter *prev;  /* guarded by the channel lock */
     chan__sel_t *sel;           /* the owner's shared state; immutable */
     void *elem;                 /* send: the value; recv: destination or NULL */
-    int index;                  /* the case index reported as sel->fired */
+    int index;                  /* the case index reported as sel->chosen */
     int queued;                 /* 1 while linked; guarded by the channel lock */
 } chan__waiter_t;
 
@@ -82,7 +82,7 @@ CHAN_INTERNAL void chan__waitq_remove(chan__waitq_t *q, chan__waiter_t *w);
  * chan__waitq_claim - unlink and return the oldest waiter whose sel this
  * call wins (WAITING -> DONE), dropping stale waiters on the way; NULL if
  * none is left.  Called with the channel lock held.  The caller must then
- * fill sel->fired and sel->result and, after dropping the lock, unpark the
+ * fill sel->chosen and sel->result and, after dropping the lock, unpark the
  * owner.
  */
 CHAN_INTERNAL chan__waiter_t *chan__waitq_claim(chan__waitq_t *q);
@@ -91,7 +91,7 @@ CHAN_INTERNAL chan__waiter_t *chan__waitq_claim(chan__waitq_t *q);
 static inline void chan__sel_init_for(chan__sel_t *s, chan__parker_t *p)
 {
     atomic_store_explicit(&s->state, CHAN_SEL_WAITING, memory_order_relaxed);
-    s->fired = -1;
+    s->chosen = -1;
     s->result = 0;
     s->exclusive = 0;
     s->parker = p;
@@ -121,7 +121,7 @@ static inline int chan__sel_cancel(chan__sel_t *s)
 
 /*
  * chan__sel_wait - park until claimed or deadline.  Returns 0 when a peer or
- * close claimed the sel (fired and result are valid), -ETIMEDOUT when the
+ * close claimed the sel (chosen and result are valid), -ETIMEDOUT when the
  * owner cancelled it itself.  The caller holds no lock.
  */
 static inline int chan__sel_wait(chan__sel_t *s, int64_t deadline)

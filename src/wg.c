@@ -115,7 +115,7 @@ int chan_wg_add(chan_wg_t *wg, int delta)
             chan__assert(atomic_compare_exchange_strong_explicit(
                 &w->sel.state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
                 memory_order_acquire));
-            w->sel.fired = 0;
+            w->sel.chosen = 0;
         }
     }
     chan__check(pthread_mutex_unlock(&wg->mu));

@@ -244,9 +244,9 @@ static void local_put(chan__worker_t *w, chan__task_t *t, int next, int wake)
         t = old;
     }
     if (t) {
-        if (w->tail - w->head == CHAN_RING) {
-            for (unsigned i = 0; i < CHAN_RING / 2; i++) {
-                chan__task_t *x = w->ring[w->head++ % CHAN_RING];
+        if (w->tail - w->head == CHAN_RUNQ_SIZE) {
+            for (unsigned i = 0; i < CHAN_RUNQ_SIZE / 2; i++) {
+                chan__task_t *x = w->ring[w->head++ % CHAN_RUNQ_SIZE];
                 if (last)
                     last->next = x;
                 else
@@ -255,7 +255,7 @@ static void local_put(chan__worker_t *w, chan__task_t *t, int next, int wake)
                 moved++;
             }
         }
-        w->ring[w->tail++ % CHAN_RING] = t;
+        w->ring[w->tail++ % CHAN_RUNQ_SIZE] = t;
     }
     set_len(w);
     qunlock(w);
@@ -308,7 +308,7 @@ static chan__task_t *pop_local(chan__worker_t *w)
         w->runnext = NULL;
         w->runnext_streak++;
     } else if (w->head != w->tail) {
-        t = w->ring[w->head++ % CHAN_RING];
+        t = w->ring[w->head++ % CHAN_RUNQ_SIZE];
         w->runnext_streak = 0;
     }
     if (t)
@@ -336,8 +336,8 @@ static chan__task_t *pop_global(chan__worker_t *w)
     size_t n = len / s->nworkers + 1;
     if (n > len)
         n = len;
-    if (n > CHAN_RING / 2)
-        n = CHAN_RING / 2;
+    if (n > CHAN_RUNQ_SIZE / 2)
+        n = CHAN_RUNQ_SIZE / 2;
     chan__task_t *first = s->ghead, *last = first;
     for (size_t i = 1; i < n; i++)
         last = last->next;
@@ -367,7 +367,7 @@ static chan__task_t *pop_global(chan__worker_t *w)
 static chan__task_t *steal(chan__worker_t *w, int take_next)
 {
     chan_sched_t *s = w->sched;
-    chan__task_t *batch[CHAN_RING / 2];
+    chan__task_t *batch[CHAN_RUNQ_SIZE / 2];
     w->rng = w->rng * 1103515245u + 12345u;
     unsigned start = (w->rng >> 8) % s->nworkers;
     for (unsigned i = 0; i < s->nworkers; i++) {
@@ -382,7 +382,7 @@ static chan__task_t *steal(chan__worker_t *w, int take_next)
         unsigned n = v->tail - v->head;
         k = n - n / 2;
         for (unsigned j = 0; j < k; j++)
-            batch[j] = v->ring[v->head++ % CHAN_RING];
+            batch[j] = v->ring[v->head++ % CHAN_RUNQ_SIZE];
         if (k == 0 && take_next && v->runnext) {
             batch[k++] = v->runnext;
             v->runnext = NULL;

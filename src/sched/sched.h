@@ -86,7 +86,7 @@
 #include "waitq.h"
 
 /* Entries of a worker's local ring (a power of two). */
-#define CHAN_RING 256
+#define CHAN_RUNQ_SIZE 256
 
 typedef struct chan__task chan__task_t;
 typedef struct chan__worker chan__worker_t;
@@ -130,9 +130,10 @@ struct chan__task {
                                      first run; owned by the running worker */
     /* Timed parks (task.c).  timer is armed only while the task waits
      * with a deadline.  tlock, a spin lock, orders the worker's "publish
-     * PARKED" against the timer's "time is up"; fired is guarded by it. */
+     * PARKED" against the timer's "time is up"; timed_out is guarded by
+     * it. */
     _Atomic int tlock;
-    unsigned char fired;          /* the timer ran for this wait; tlock */
+    unsigned char timed_out;      /* the timer ran for this wait; tlock */
     void *mem;                    /* what malloc returned, for free */
     chan__timer_t timer;
     /* Every task struct of the scheduler, started or cached, linked from
@@ -178,13 +179,13 @@ struct chan__worker {
     pthread_t thread;
     int started;                  /* thread was created; for cleanup */
 
-    /* Local run queue: ring[head % CHAN_RING] .. ring[(tail-1) % ...],
+    /* Local run queue: ring[head % CHAN_RUNQ_SIZE] .. ring[(tail-1) % ...],
      * oldest first, plus runnext.  mu guards all of them; len is the
      * number of tasks in ring, plus LEN_NEXT (sched.c) while runnext holds
      * one, written under mu and read without it to skip empty victims. */
     char pad0[64];                /* keeps stealers' lines off the above */
     _Atomic int mu;               /* a spin lock (sched.c) */
-    chan__task_t *ring[CHAN_RING];
+    chan__task_t *ring[CHAN_RUNQ_SIZE];
     unsigned head, tail;
     chan__task_t *runnext;
     unsigned next_seq;            /* run-next puts so far; mu */

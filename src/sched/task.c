@@ -14,13 +14,14 @@
  * still being saved, and it is made runnable exactly once per park.
  *
  * Timed parks.  The task arms its timer (timer.h) before switching out.
- * When the timer fires it sets fired and moves PARKED -> EMPTY ("time is
+ * When the timer fires it sets timed_out and moves PARKED -> EMPTY ("time is
  * up, nobody notified you") and makes the task runnable; a waker moves
  * PARKED -> NOTIFIED instead.  Both are CASes from PARKED, so exactly one
  * of them makes the task runnable.  The timer may fire before the worker
- * has published PARKED; then its CAS fails, and the worker must see fired.
- * t->tlock, a spin lock around "set fired, try the CAS" (timer) and
- * "publish PARKED, read fired" (worker), makes one of them see the other.
+ * has published PARKED; then its CAS fails, and the worker must see
+ * timed_out.
+ * t->tlock, a spin lock around "set timed_out, try the CAS" (timer) and
+ * "publish PARKED, read timed_out" (worker), makes one of them see the other.
  * After a timeout the state is EMPTY, so a late waker takes the lock-free
  * path of chan__unpark (EMPTY -> NOTIFIED) and the task finds NOTIFIED on
  * its next wait, as park.h requires (the wait returns 0 without switching).
@@ -299,7 +300,7 @@ static void task_timeout(chan__timer_t *timer, int64_t now)
     (void)now;
     chan__task_t *t = chan__container_of(timer, chan__task_t, timer);
     tlock_acquire(&t->tlock);
-    t->fired = 1;
+    t->timed_out = 1;
     int s = CHAN_PARK_PARKED;
     int won = atomic_compare_exchange_strong_explicit(
         &t->parker.state, &s, CHAN_PARK_EMPTY, memory_order_acq_rel,
@@ -330,7 +331,7 @@ static int park_commit(chan__task_t *t, int timed)
             &t->parker.state, &s, CHAN_PARK_PARKED, memory_order_acq_rel,
             memory_order_acquire)) {
         rerun = 1;
-    } else if (t->fired) {
+    } else if (t->timed_out) {
         /* The timer came first and found EMPTY: the timeout is ours to
          * deliver, unless a waker got in between. */
         s = CHAN_PARK_PARKED;
@@ -357,7 +358,7 @@ static int task_wait(chan__parker_t *p, int64_t deadline)
                 return -ETIMEDOUT;
             /* The timer is off the heap (cancelled below, or never
              * started), so nothing else reads these fields now. */
-            t->fired = 0;
+            t->timed_out = 0;
             t->timer.when = deadline;
             t->timer.period = 0;
             t->timer.fire = task_timeout;
@@ -384,7 +385,7 @@ static void task_wake(chan__parker_t *p)
     for (;;) {
         chan__assert(s != CHAN_PARK_NOTIFIED);
         /* acq_rel: release publishes what the waker wrote for the task
-         * (the value, the fired case) before the task can see NOTIFIED. */
+         * (the value, the chosen case) before the task can see NOTIFIED. */
         if (atomic_compare_exchange_weak_explicit(&p->state, &s,
                                                   CHAN_PARK_NOTIFIED,
                                                   memory_order_acq_rel,
@@ -573,7 +574,7 @@ void chan__task_flush(chan__worker_t *w)
         chan__assert(atomic_compare_exchange_strong_explicit(
             &d->sel.state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
             memory_order_acquire));
-        d->sel.fired = 0;
+        d->sel.chosen = 0;
     }
     chan__check(pthread_mutex_unlock(&s->done_mu));
     while (list) {
@@ -674,7 +675,7 @@ int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
      * of the last. */
     t->stack = NULL;
     t->ctx.sp = NULL;
-    t->fired = 0;
+    t->timed_out = 0;
     atomic_store_explicit(&t->tlock, 0, memory_order_relaxed);
     atomic_store_explicit(&t->parker.state, CHAN_PARK_EMPTY,
                           memory_order_relaxed);
