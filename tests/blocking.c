@@ -25,14 +25,6 @@ TestSuite(blocking, .timeout = TEST_TIMEOUT_S);
 /* How long the test thread waits for anything before failing. */
 #define WAIT_MS 30000
 
-static chan_sched_t *sched_make(unsigned threads)
-{
-    chan_sched_opts_t o = { .threads = threads, .stack_size = 0 };
-    chan_sched_t *s = chan_sched_new(&o);
-    cr_assert_not_null(s, "chan_sched_new(%u threads) failed", threads);
-    return s;
-}
-
 /* sem_timedwait for up to ms milliseconds; 0, or -ETIMEDOUT. */
 static int sem_wait_ms(sem_t *s, int64_t ms)
 {
@@ -115,7 +107,7 @@ static void task_null(void *arg)
 Test(blocking, null_fn_is_rejected)
 {
     cr_assert_eq(chan_blocking(NULL, NULL), -EINVAL);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct call c = { .rc = 1 };
     cr_assert_eq(chan_go(s, task_null, &c), 0);
     cr_assert_eq(chan_sched_wait(s), 0);
@@ -139,7 +131,7 @@ Test(blocking, plain_thread_runs_fn_inline)
 
 Test(blocking, task_runs_fn_on_a_helper_and_keeps_errno)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct call c = { .rc = 1 };
     cr_assert_eq(chan_go(s, task_call, &c), 0);
     cr_assert_eq(chan_sched_wait(s), 0);
@@ -169,7 +161,7 @@ static void task_nested(void *arg)
 
 Test(blocking, call_from_fn_runs_inline_on_the_helper)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct call c = { .rc = 1 };
     cr_assert_eq(chan_go(s, task_nested, &c), 0);
     cr_assert_eq(chan_sched_wait(s), 0);
@@ -216,7 +208,7 @@ static void task_write_pipe(void *arg)
 
 Test(blocking, one_worker_runs_other_tasks_while_fn_blocks)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct pipe_call p = { .rc = 1, .write_rc = -2 };
     cr_assert_eq(pipe(p.fds), 0);
     test_sem_init(&p.entered, 0);
@@ -245,7 +237,7 @@ Test(blocking, one_worker_runs_other_tasks_while_fn_blocks)
  */
 static void run_concurrent(int n, long *tids)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     sem_t entered, release;
     test_sem_init(&entered, 0);
     test_sem_init(&release, 0);
@@ -293,7 +285,7 @@ Test(blocking, limit_from_the_environment)
 Test(blocking, calls_beyond_the_limit_wait_for_a_free_helper)
 {
     cr_assert_eq(setenv("CHAN_BLOCKING_THREADS", "2", 1), 0);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     sem_t entered, release, done;
     test_sem_init(&entered, 0);
     test_sem_init(&release, 0);
@@ -332,7 +324,7 @@ Test(blocking, calls_beyond_the_limit_wait_for_a_free_helper)
 
 Test(blocking, idle_helper_is_reused)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct call a = { .rc = 1 }, b = { .rc = 1 };
     cr_assert_eq(chan_go(s, task_call, &a), 0);
     cr_assert_eq(chan_sched_wait(s), 0);
@@ -350,7 +342,7 @@ Test(blocking, idle_helper_is_reused)
 Test(blocking, idle_helpers_exit)
 {
     cr_assert_eq(setenv("CHAN_BLOCKING_IDLE_MS", "50", 1), 0);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     int base = thread_count();
     cr_assert_gt(base, 1);
     enum { N = 4 };
@@ -387,7 +379,7 @@ static void *thread_nothing(void *arg)
  */
 static int eagain_child(void)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     sem_t entered, release, done;
     if (sem_init(&entered, 0, 0) || sem_init(&release, 0, 0) ||
         sem_init(&done, 0, 0))
@@ -484,7 +476,7 @@ Test(blocking, fork_child_starts_helpers_of_its_own)
     /* With a limit of one helper, a child that still counted the parent's
      * helper would queue its call for a thread that it does not have. */
     cr_assert_eq(setenv("CHAN_BLOCKING_THREADS", "1", 1), 0);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct call a = { .rc = 1 };
     cr_assert_eq(chan_go(s, task_call, &a), 0);
     cr_assert_eq(chan_sched_wait(s), 0);
@@ -543,7 +535,7 @@ Test(blocking, fork_inside_fn_leaves_the_child_alone)
     /* A child that took the copied helper for one of its own would count
      * it idle and keep it, and so itself, alive for two minutes. */
     cr_assert_eq(setenv("CHAN_BLOCKING_IDLE_MS", "120000", 1), 0);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct forker f = { .pid = -1 };
     cr_assert_eq(chan_go(s, task_fork, &f), 0);
     cr_assert_eq(chan_sched_wait(s), 0);

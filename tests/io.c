@@ -1445,7 +1445,7 @@ static void idle_poll_read(void *arg)
  * the task, which answers. */
 static void idle_poll_run(int kind)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct idle_poll ip = { .in = chan_make(sizeof(int), 0),
                             .out = chan_make(sizeof(int64_t), 1) };
     cr_assert(ip.in && ip.out);
@@ -1525,7 +1525,7 @@ static void *late_write_main(void *arg)
  * poller thread can see that a plain thread's descriptor is ready. */
 Test(io, thread_served_while_the_only_worker_is_busy)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct idle_poll ip = { 0 };
     cr_assert_eq(chan_go(s, (void (*)(void *))idle_poll_start, &ip), 0);
     cr_assert_eq(chan_sched_wait(s), 0);
@@ -1573,7 +1573,7 @@ Test(io, tasks_woken_by_io_while_every_worker_sleeps)
 {
     enum { N = 16 };
     int rounds = (int)test_scaled(20, 3);
-    chan_sched_t *s = sched_make(2);
+    chan_sched_t *s = test_sched_make(2);
     struct pipe_reader r[N];
     for (int i = 0; i < N; i++)
         make_pipe(r[i].p);
@@ -1621,7 +1621,7 @@ Test(io, threads_and_tasks_ping_pong_through_the_poll)
 {
     enum { T = 3 };
     long trips = test_scaled(2000, 200);
-    chan_sched_t *s = sched_make(2);
+    chan_sched_t *s = test_sched_make(2);
     int sp[T][2];
     for (int i = 0; i < T; i++) {
         make_socketpair(sp[i]);
@@ -1680,7 +1680,7 @@ Test(io, reuse_by_a_socket_between_two_waits_of_a_task)
     int p[2], sp[2];
     make_pipe(p);
     make_socketpair(sp);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct reuse_task rt = { .num = p[0] };
     test_sem_init(&rt.first_done, 0);
     test_sem_init(&rt.reused, 0);

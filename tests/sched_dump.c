@@ -25,14 +25,6 @@ TestSuite(deadlock, .timeout = TEST_TIMEOUT_S);
 /* How long the test thread waits for anything before failing. */
 #define WAIT_MS 20000
 
-static chan_sched_t *sched_make(unsigned threads)
-{
-    chan_sched_opts_t o = { .threads = threads, .stack_size = 0 };
-    chan_sched_t *s = chan_sched_new(&o);
-    cr_assert_not_null(s, "chan_sched_new(%u threads) failed", threads);
-    return s;
-}
-
 static void make_pipe(int fds[2])
 {
     cr_assert_eq(pipe(fds), 0, "pipe failed");
@@ -283,7 +275,7 @@ Test(dump, null_scheduler_is_einval)
 
 Test(dump, bad_descriptor_is_ebadf_and_errno_is_kept)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     int fds[2];
     make_pipe(fds);
     close(fds[0]);
@@ -302,7 +294,7 @@ Test(dump, bad_descriptor_is_ebadf_and_errno_is_kept)
 
 Test(dump, idle_scheduler_prints_its_header)
 {
-    chan_sched_t *s = sched_make(2);
+    chan_sched_t *s = test_sched_make(2);
     char buf[1024], expect[128];
     dump_into(s, buf, sizeof buf);
     snprintf(expect, sizeof expect,
@@ -318,7 +310,7 @@ Test(dump, lines_of_every_kind_of_task)
     w.sleep_ns = 1000 * TEST_MS;
     /* One worker: the dumper runs while the task it starts stays
      * runnable. */
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     cr_assert_eq(chan_go(s, t_send, &w), 0);
     cr_assert_eq(chan_go(s, t_recv, &w), 0);
     cr_assert_eq(chan_go(s, t_timed, &w), 0);
@@ -444,7 +436,7 @@ static void *dump_thread(void *arg)
 Test(dump, races_with_tasks_starting_and_finishing)
 {
     struct churn c = { .rounds = test_scaled(2000, 200) };
-    c.s = sched_make(2);
+    c.s = test_sched_make(2);
     c.fd = open("/dev/null", O_WRONLY);
     cr_assert_geq(c.fd, 0);
     c.ch = chan_make(sizeof(int), 16);
@@ -555,7 +547,7 @@ Test(deadlock, reported_once_and_the_program_goes_on)
     stderr_capture(&cap);
     struct stuck k;
     stuck_init(&k);
-    chan_sched_t *s = sched_make(2);
+    chan_sched_t *s = test_sched_make(2);
     int rc1 = chan_go(s, t_stuck_recv, &k);
     int rc2 = chan_go(s, t_stuck_recv, &k);
     int rc3 = chan_go(s, t_stuck_wg, &k);
@@ -620,7 +612,7 @@ Test(deadlock, none_while_a_chan_blocking_call_is_pending)
     stuck_init(&k);
     /* s: blocked tasks and one in chan_blocking; ctl: blocked tasks only,
      * whose report shows that the monitor works in this process. */
-    chan_sched_t *s = sched_make(2), *ctl = sched_make(1);
+    chan_sched_t *s = test_sched_make(2), *ctl = test_sched_make(1);
     int rc = chan_go(s, t_recv, &w) | chan_go(s, t_wg, &w) |
              chan_go(s, t_blocking, &w) | chan_go(ctl, t_stuck_recv, &k) |
              chan_go(ctl, t_stuck_recv, &k);
@@ -673,7 +665,7 @@ Test(deadlock, none_while_timers_or_deadlines_are_pending)
     static struct world w;
     world_init(&w);
     w.sleep_ns = 2700 * TEST_MS;
-    chan_sched_t *a = sched_make(1), *b = sched_make(1), *c = sched_make(1);
+    chan_sched_t *a = test_sched_make(1), *b = test_sched_make(1), *c = test_sched_make(1);
     /* a: a sleeper; b: a timed receive; c: a receive from chan_after;
      * each with a task blocked for good beside it. */
     int rc = chan_go(a, t_sleep, &w) | chan_go(a, t_recv, &w) |
@@ -717,7 +709,7 @@ Test(dump, line_of_a_descriptor_wait)
     cr_assert_eq(pipe(fds), 0);
     struct fdwait f = { .fd = fds[0] };
     atomic_init(&f.rc, 0);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     cr_assert_eq(chan_go(s, t_fd_wait, &f), 0);
     static char buf[4096];
     dump_until_parked(s, buf, sizeof buf, 1);

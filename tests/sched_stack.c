@@ -1,8 +1,9 @@
 /*
  * sched_stack.c - tests of task stacks: overflows end the program with a
- * fault instead of corrupting a neighbouring stack; sizes that cannot be
- * mapped are refused; stacks that cannot be mapped later neither hang the
- * program nor go unreported.
+ * fault instead of corrupting a neighbouring stack, and the fault lands in
+ * the guard region below the stack; the stack size asked for is what a
+ * task gets; sizes that cannot be mapped are refused; stacks that cannot
+ * be mapped later neither hang the program nor go unreported.
  *
  * Most cases run in a child forked before any thread exists, with its
  * standard error read through a pipe.  A child that overflows must die: of
@@ -481,3 +482,104 @@ Test(sched_stack, stacks_that_come_back_run_the_waiting_tasks)
 {
     famine_test(1);
 }
+/* ------------------------------------------------------------ guard page */
+
+static void *guard_lo, *guard_hi; /* where the fault must land */
+
+static void on_segv(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    char *a = si->si_addr;
+    _exit(a >= (char *)guard_lo && a < (char *)guard_hi ? 42 : 43);
+}
+
+
+__attribute__((noinline)) static long recurse_512(long depth)
+{
+    volatile char buf[512];
+    if (depth > max_depth)
+        return 0;
+    buf[0] = (char)depth;
+    buf[511] = (char)depth;
+    return recurse_512(depth + 1) + buf[0] + buf[511];
+}
+
+static char altstack[64 * 1024];
+
+static void overflow_in_guard_task(void *arg)
+{
+    size_t size = *(size_t *)arg;
+    /* The handler must not run on the overflowed stack: give this worker
+     * thread an alternate signal stack. */
+    stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack };
+    if (sigaltstack(&ss, NULL) != 0)
+        _exit(44);
+    /* The stack's top is within a page above this frame; its guard page
+     * is the page below its bottom, size bytes further down. */
+    char *here = __builtin_frame_address(0); /* on the real stack, even
+                                                with ASan's fake stacks */
+    long page = sysconf(_SC_PAGESIZE);
+    guard_lo = here - size - 2 * page;
+    guard_hi = here - size + page;
+    recurse_512(0);
+    _exit(45);
+}
+
+Test(sched_stack, stack_overflow_hits_the_guard_page)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, NULL);
+        static size_t size = 64 * 1024;
+        chan_sched_opts_t o = { .threads = 1, .stack_size = size };
+        chan_sched_t *s = chan_sched_new(&o);
+        if (!s || chan_go(s, overflow_in_guard_task, &size) != 0)
+            _exit(46);
+        chan_sched_wait(s);
+        _exit(47);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "the child died of signal %d",
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    cr_assert_eq(WEXITSTATUS(status), 42,
+                 "exit %d: 43 fault outside the guard page, 45 no fault",
+                 WEXITSTATUS(status));
+}
+
+struct deep {
+    size_t bytes;
+    int ok;
+};
+
+__attribute__((noinline)) static void use_stack(struct deep *d)
+{
+    volatile char buf[200 * 1024];
+    memset((char *)buf, 1, sizeof buf);
+    d->ok = buf[0] == 1 && buf[sizeof buf - 1] == 1;
+}
+
+static void deep_task(void *arg)
+{
+    use_stack(arg);
+}
+
+Test(sched_stack, stack_size_option_is_honoured)
+{
+    chan_sched_opts_t o = { .threads = 1, .stack_size = 1024 * 1024 };
+    chan_sched_t *s = chan_sched_new(&o);
+    cr_assert_not_null(s);
+    struct deep d = { 0 };
+    cr_assert_eq(chan_go(s, deep_task, &d), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(d.ok, 1);
+    chan_sched_free(s);
+}
+

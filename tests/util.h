@@ -244,6 +244,18 @@ static inline int test_wait_nonzero(atomic_int *flag, int64_t ns)
     return 1;
 }
 
+/* ------------------------------------------------------------ schedulers */
+
+/* test_sched_make - a scheduler of threads workers (0: one per CPU) with
+ * the default stacks; fails the test if it cannot be made. */
+static inline chan_sched_t *test_sched_make(unsigned threads)
+{
+    chan_sched_opts_t o = { .threads = threads, .stack_size = 0 };
+    chan_sched_t *s = chan_sched_new(&o);
+    cr_assert_not_null(s, "chan_sched_new(%u threads) failed", threads);
+    return s;
+}
+
 /* ------------------------------------------------------------ random */
 
 /* A small per-thread PRNG (xorshift32) for test choices; seed nonzero. */
