@@ -56,11 +56,54 @@ Test(sched, new_with_defaults_and_options)
     cr_assert_null(chan_sched_new(&o));
 }
 
+/* The threads of this process, or -1 where they cannot be counted. */
+static long thread_count(void)
+{
+#ifdef __linux__
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+#else
+    return -1;
+#endif
+}
+
+static void *no_op_thread(void *arg)
+{
+    return arg;
+}
+
 Test(sched, free_null_and_free_idle)
 {
+    errno = 1234;
     chan_sched_free(NULL);
+    cr_assert_eq(errno, 1234);
+
+    /* A scheduler that never ran a task still has its workers, and its
+     * free stops them all (a joined thread may linger in the count for a
+     * moment after its join). */
+    /* A sanitizer's runtime may start a thread of its own with the first
+     * thread a program starts: let that happen before counting. */
+    test_thread_join(test_thread_start(no_op_thread, NULL));
+    long before = thread_count();
     chan_sched_t *s = test_sched_make(2);
-    chan_sched_free(s); /* never ran a task */
+    if (before >= 0)
+        cr_assert_geq(thread_count(), before + 2);
+    chan_sched_free(s);
+    cr_assert_eq(errno, 1234);
+    if (before >= 0) {
+        int64_t give_up = test_now_ns() + 10000 * TEST_MS;
+        while (thread_count() > before && test_now_ns() < give_up)
+            test_sleep_ns(TEST_MS);
+        cr_assert_eq(thread_count(), before);
+    }
 }
 
 struct go_args {
