@@ -54,17 +54,12 @@ struct op {
     int value;         /* send: the value; recv: where it lands */
     int rc;            /* the call's result, valid once done */
     int64_t elapsed;   /* ns spent in the call */
-    atomic_int done;   /* 1 once the call returned */
-    atomic_long tid;   /* the thread's kernel id */
-    sem_t started;     /* posted right before the call */
-    pthread_t th;
+    struct test_call call;
 };
 
-static void *op_main(void *arg)
+static void op_call(void *arg)
 {
     struct op *o = arg;
-    atomic_store(&o->tid, test_gettid());
-    test_sem_post(&o->started);
     int64_t t0 = test_now_ns();
     int rc;
     switch (o->kind) {
@@ -75,40 +70,30 @@ static void *op_main(void *arg)
     }
     o->elapsed = test_now_ns() - t0;
     o->rc = rc;
-    atomic_store(&o->done, 1);
-    return NULL;
 }
 
-/* Starts the operation and returns once the thread is about to call. */
-static void op_start(struct op *o, chan_t *ch, enum op_kind kind, int value,
-                     int64_t timeout)
+static void op_prepare(struct op *o, chan_t *ch, enum op_kind kind, int value,
+                       int64_t timeout)
 {
     o->ch = ch;
     o->kind = kind;
     o->timeout = timeout;
     o->value = value;
     o->rc = 1;
-    atomic_init(&o->done, 0);
-    atomic_init(&o->tid, 0);
-    test_sem_init(&o->started, 0);
-    o->th = test_thread_start(op_main, o);
-    test_sem_wait(&o->started);
 }
 
 /* Starts the operation and returns once it is blocked in the library. */
 static void op_start_blocked(struct op *o, chan_t *ch, enum op_kind kind,
                              int value, int64_t timeout)
 {
-    op_start(o, ch, kind, value, timeout);
-    cr_assert(test_wait_blocked(atomic_load(&o->tid), &o->done),
-              "the operation returned (rc %d) instead of blocking", o->rc);
+    op_prepare(o, ch, kind, value, timeout);
+    test_start_blocked(&o->call, op_call, o);
 }
 
 /* Joins the thread; returns the call's result. */
 static int op_join(struct op *o)
 {
-    test_thread_join(o->th);
-    test_sem_destroy(&o->started);
+    test_join(&o->call);
     return o->rc;
 }
 
@@ -482,7 +467,7 @@ Test(chan, close_wakes_blocked_receivers)
         op_start_blocked(&r[2], c, OP_TIMEDRECV, SENTINEL, 60000 * TEST_MS);
         op_start_blocked(&r[3], c, OP_TIMEDRECV, SENTINEL, CHAN_FOREVER);
         for (int k = 0; k < 4; k++)
-            cr_assert(test_stays_zero(&r[k].done, 0), "receiver %d returned", k);
+            cr_assert(test_stays_zero(&r[k].call.done, 0), "receiver %d returned", k);
         cr_assert_eq(chan_close(c), 0);
         for (int k = 0; k < 4; k++) {
             cr_assert_eq(op_join(&r[k]), -EPIPE, "receiver %d (capacity %zu)",
@@ -540,7 +525,7 @@ Test(chan, unbuffered_send_waits_for_receiver)
     chan_t *c = chan_make(sizeof(int), 0);
     struct op s;
     op_start_blocked(&s, c, OP_SEND, 77, 0);
-    cr_assert(test_stays_zero(&s.done, 50 * TEST_MS),
+    cr_assert(test_stays_zero(&s.call.done, 50 * TEST_MS),
               "an unbuffered send returned with no receiver");
     cr_assert_eq(chan_len(c), 0);
     int v = 0;
@@ -555,7 +540,7 @@ Test(chan, unbuffered_recv_waits_for_sender)
     chan_t *c = chan_make(sizeof(int), 0);
     struct op r;
     op_start_blocked(&r, c, OP_RECV, SENTINEL, 0);
-    cr_assert(test_stays_zero(&r.done, 50 * TEST_MS));
+    cr_assert(test_stays_zero(&r.call.done, 50 * TEST_MS));
     cr_assert_eq(chan_send(c, &(int){ 31 }), 0);
     /* The value was taken: nothing is left for anybody else. */
     cr_assert_eq(chan_tryrecv(c, NULL), -EAGAIN);
@@ -710,8 +695,8 @@ Test(chan, negative_timeout_waits_forever)
     struct op r[2];
     op_start_blocked(&r[0], c, OP_TIMEDRECV, SENTINEL, CHAN_FOREVER);
     op_start_blocked(&r[1], c, OP_TIMEDRECV, SENTINEL, -7);
-    cr_assert(test_stays_zero(&r[0].done, 100 * TEST_MS));
-    cr_assert(test_stays_zero(&r[1].done, 0));
+    cr_assert(test_stays_zero(&r[0].call.done, 100 * TEST_MS));
+    cr_assert(test_stays_zero(&r[1].call.done, 0));
     cr_assert_eq(chan_send(c, &(int){ 1 }), 0);
     cr_assert_eq(chan_send(c, &(int){ 2 }), 0);
     cr_assert_eq(op_join(&r[0]), 0);
@@ -720,7 +705,7 @@ Test(chan, negative_timeout_waits_forever)
 
     struct op s;
     op_start_blocked(&s, c, OP_TIMEDSEND, 8, INT64_MIN);
-    cr_assert(test_stays_zero(&s.done, 100 * TEST_MS));
+    cr_assert(test_stays_zero(&s.call.done, 100 * TEST_MS));
     int v;
     cr_assert_eq(chan_recv(c, &v), 0);
     cr_assert_eq(v, 8);
@@ -733,7 +718,7 @@ Test(chan, huge_timeout_does_not_overflow)
     chan_t *c = chan_make(sizeof(int), 0);
     struct op r;
     op_start_blocked(&r, c, OP_TIMEDRECV, SENTINEL, INT64_MAX);
-    cr_assert(test_stays_zero(&r.done, 20 * TEST_MS),
+    cr_assert(test_stays_zero(&r.call.done, 20 * TEST_MS),
               "a timeout of INT64_MAX expired at once");
     cr_assert_eq(chan_send(c, &(int){ 4 }), 0);
     cr_assert_eq(op_join(&r), 0);
@@ -805,7 +790,7 @@ Test(chan, timed_out_waiter_leaves_the_queue)
     op_start_blocked(&r[1], c, OP_TIMEDRECV, SENTINEL, 30 * TEST_MS);
     op_start_blocked(&r[2], c, OP_RECV, SENTINEL, 0);
     /* Wait until the middle one has given up. */
-    cr_assert(test_wait_nonzero(&r[1].done, 30000 * TEST_MS));
+    cr_assert(test_wait_nonzero(&r[1].call.done, 30000 * TEST_MS));
     cr_assert_eq(op_join(&r[1]), -ETIMEDOUT);
     cr_assert_eq(r[1].value, SENTINEL);
     check_on_time(r[1].elapsed, 30 * TEST_MS);
@@ -823,7 +808,7 @@ Test(chan, timed_out_waiter_leaves_the_queue)
     op_start_blocked(&s[0], b, OP_SEND, 1, 0);
     op_start_blocked(&s[1], b, OP_TIMEDSEND, 2, 30 * TEST_MS);
     op_start_blocked(&s[2], b, OP_SEND, 3, 0);
-    cr_assert(test_wait_nonzero(&s[1].done, 30000 * TEST_MS));
+    cr_assert(test_wait_nonzero(&s[1].call.done, 30000 * TEST_MS));
     cr_assert_eq(op_join(&s[1]), -ETIMEDOUT);
     int v;
     for (int want = 0; want <= 3; want += want == 1 ? 2 : 1) {
@@ -887,7 +872,7 @@ Test(chan, null_elem_send_does_not_consume_a_receiver)
     cr_assert_eq(chan_send(c, NULL), -EINVAL);
     cr_assert_eq(chan_trysend(c, NULL), -EINVAL);
     cr_assert_eq(chan_timedsend(c, NULL, TEST_MS), -EINVAL);
-    cr_assert(test_stays_zero(&r.done, 20 * TEST_MS),
+    cr_assert(test_stays_zero(&r.call.done, 20 * TEST_MS),
               "a bad send released a receiver");
     cr_assert_eq(chan_send(c, &(int){ 5 }), 0);
     cr_assert_eq(op_join(&r), 0);

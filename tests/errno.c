@@ -422,22 +422,16 @@ Test(keeps_errno, timed_waits_that_time_out)
 
 struct blocked {
     chan_t *ch;
-    sem_t ready;
-    atomic_int done;
-    long tid;
     int rc, value, err;
+    struct test_call call;
 };
 
-static void *recv_blocked(void *arg)
+static void recv_blocked(void *arg)
 {
     struct blocked *b = arg;
-    b->tid = test_gettid();
-    test_sem_post(&b->ready);
     errno = SENTINEL;
     b->rc = chan_recv(b->ch, &b->value);
     b->err = errno;
-    atomic_store(&b->done, 1);
-    return NULL;
 }
 
 /* A receiver asleep in the kernel, woken by a send. */
@@ -445,17 +439,13 @@ Test(keeps_errno, blocked_recv_woken_up)
 {
     struct blocked b = { .ch = chan_make(sizeof(int), 0) };
     cr_assert_not_null(b.ch);
-    test_sem_init(&b.ready, 0);
-    pthread_t t = test_thread_start(recv_blocked, &b);
-    test_sem_wait(&b.ready);
-    cr_assert_eq(test_wait_blocked(b.tid, &b.done), 1);
+    test_start_blocked(&b.call, recv_blocked, &b);
     int v = 42;
     cr_assert_eq(EXPECT_KEPT(chan_send(b.ch, &v)), 0);
-    test_thread_join(t);
+    test_join(&b.call);
     cr_assert_eq(b.rc, 0);
     cr_assert_eq(b.value, 42);
     cr_assert_eq(b.err, SENTINEL, "the woken receiver's errno is %d", b.err);
-    test_sem_destroy(&b.ready);
     chan_release(b.ch);
 }
 
@@ -605,22 +595,16 @@ Test(keeps_errno, wait_groups_and_their_failures)
 
 struct wg_blocked {
     chan_wg_t *wg;
-    sem_t ready;
-    atomic_int done;
-    long tid;
     int rc, err;
+    struct test_call call;
 };
 
-static void *wg_wait_blocked(void *arg)
+static void wg_wait_blocked(void *arg)
 {
     struct wg_blocked *b = arg;
-    b->tid = test_gettid();
-    test_sem_post(&b->ready);
     errno = SENTINEL;
     b->rc = chan_wg_wait(b->wg);
     b->err = errno;
-    atomic_store(&b->done, 1);
-    return NULL;
 }
 
 Test(keeps_errno, blocked_wait_group_wait_woken_up)
@@ -628,15 +612,11 @@ Test(keeps_errno, blocked_wait_group_wait_woken_up)
     struct wg_blocked b = { .wg = chan_wg_new() };
     cr_assert_not_null(b.wg);
     cr_assert_eq(chan_wg_add(b.wg, 1), 0);
-    test_sem_init(&b.ready, 0);
-    pthread_t t = test_thread_start(wg_wait_blocked, &b);
-    test_sem_wait(&b.ready);
-    cr_assert_eq(test_wait_blocked(b.tid, &b.done), 1);
+    test_start_blocked(&b.call, wg_wait_blocked, &b);
     cr_assert_eq(EXPECT_KEPT(chan_wg_done(b.wg)), 0);
-    test_thread_join(t);
+    test_join(&b.call);
     cr_assert_eq(b.rc, 0);
     cr_assert_eq(b.err, SENTINEL, "the woken waiter's errno is %d", b.err);
-    test_sem_destroy(&b.ready);
     chan_wg_free(b.wg);
 }
 

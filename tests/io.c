@@ -68,14 +68,6 @@ static int tcp_pair(int *srv)
     return c;
 }
 
-static chan_sched_t *sched_make(unsigned threads)
-{
-    chan_sched_opts_t o = { .threads = threads, .stack_size = 0 };
-    chan_sched_t *s = chan_sched_new(&o);
-    cr_assert_not_null(s);
-    return s;
-}
-
 static void fill_pipe(int fd)
 {
     cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
@@ -194,20 +186,16 @@ struct waiter {
     int events;
     int64_t timeout;
     int op;             /* 0 fd_wait, 1 read, 2 write, 3 accept, 4 select */
-    sem_t about;        /* posted right before the call */
-    long tid;
-    atomic_int done;
+    struct test_call call;
     ssize_t rc;
     char buf[64];
     size_t len;         /* op 2: bytes to write */
     char *wbuf;
 };
 
-static void *waiter_main(void *arg)
+static void waiter_call(void *arg)
 {
     struct waiter *w = arg;
-    w->tid = test_gettid();
-    test_sem_post(&w->about);
     switch (w->op) {
     case 0:
         w->rc = chan_fd_wait(w->fd, w->events, w->timeout);
@@ -228,8 +216,6 @@ static void *waiter_main(void *arg)
         break;
     }
     }
-    atomic_store(&w->done, 1);
-    return NULL;
 }
 
 static pthread_t waiter_start(struct waiter *w, int op, int fd, int events)
@@ -239,12 +225,8 @@ static pthread_t waiter_start(struct waiter *w, int op, int fd, int events)
     w->events = events;
     if (w->timeout == 0)
         w->timeout = CHAN_FOREVER;
-    atomic_store(&w->done, 0);
-    test_sem_init(&w->about, 0);
-    pthread_t t = test_thread_start(waiter_main, w);
-    test_sem_wait(&w->about);
-    cr_assert(test_wait_blocked(w->tid, &w->done), "the call returned early");
-    return t;
+    test_start_blocked(&w->call, waiter_call, w);
+    return w->call.th;
 }
 
 Test(io, fd_wait_wakes_when_ready)
@@ -595,8 +577,8 @@ Test(io, many_threads_wait_on_one_descriptor)
             test_thread_join(t[i]);
             cr_assert_eq(w[i].rc, POLLIN);
         }
-    cr_assert(test_stays_zero(&w[1].done, 50 * TEST_MS));
-    cr_assert(test_stays_zero(&w[4].done, 1 * TEST_MS));
+    cr_assert(test_stays_zero(&w[1].call.done, 50 * TEST_MS));
+    cr_assert(test_stays_zero(&w[4].call.done, 1 * TEST_MS));
     /* Room to write: the POLLOUT waiters wake. */
     char buf[65536];
     while (read(s[1], buf, sizeof buf) > 0)
@@ -646,7 +628,7 @@ Test(io, many_tasks_and_threads_wait_on_one_descriptor)
     enum { NT = 8 };
     int p[2];
     make_pipe(p);
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     sem_t parked;
     test_sem_init(&parked, 0);
     struct task_wait tw[NT];
@@ -697,7 +679,7 @@ Test(io, fd_close_wakes_every_waiter)
     t[5] = waiter_start(&w[5], 4, p[0], POLLIN);   /* a select case */
     t[6] = waiter_start(&w[6], 4, q[1], POLLOUT);
 
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     sem_t parked;
     test_sem_init(&parked, 0);
     struct task_wait tw = { .fd = p[0], .op = 1, .parked = &parked };
@@ -792,7 +774,7 @@ Test(io, reused_number_while_old_file_lives_on_in_a_dup)
     struct waiter w = { 0 };
     pthread_t t = waiter_start(&w, 1, num, POLLIN);
     cr_assert_eq(write(p[1], "old2", 4), 4);
-    cr_assert(test_stays_zero(&w.done, 30 * TEST_MS));
+    cr_assert(test_stays_zero(&w.call.done, 30 * TEST_MS));
     cr_assert_eq(write(q[1], "new", 3), 3);
     test_thread_join(t);
     cr_assert_eq(w.rc, 3);
@@ -826,7 +808,7 @@ static void task_writer(void *arg)
 
 static void blocked_task_run(int use_socket)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     struct pipe_tasks pt = { 0 };
     if (use_socket)
         make_socketpair(pt.p); /* blocking mode, and left so */
@@ -871,7 +853,7 @@ static void task_timeouts(void *arg)
 
 Test(io, timeouts_in_tasks)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     int p[3];
     make_pipe(p);
     p[2] = -1;
@@ -961,7 +943,7 @@ Test(io, thousand_tasks_on_their_own_socketpairs)
     }
     struct pp *e = calloc((size_t)npairs * 2, sizeof *e);
     cr_assert_not_null(e);
-    chan_sched_t *s = sched_make(2);
+    chan_sched_t *s = test_sched_make(2);
     for (long i = 0; i < npairs; i++) {
         int sp[2];
         make_socketpair(sp);
@@ -1011,7 +993,7 @@ Test(io, fork_while_the_poller_runs)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "child status %#x", status);
     /* The parent's waiter was not disturbed. */
-    cr_assert_eq(atomic_load(&w.done), 0);
+    cr_assert_eq(atomic_load(&w.call.done), 0);
     cr_assert_eq(write(p[1], "p", 1), 1);
     test_thread_join(t);
     cr_assert_eq(w.rc, 1);
@@ -1083,30 +1065,20 @@ Test(io, select_fd_case_bad_and_disabled)
 struct sel_waiter {
     chan_case_t c[2];
     int64_t timeout;
-    sem_t about;
-    long tid;
-    atomic_int done;
+    struct test_call call;
     int rc;
 };
 
-static void *sel_waiter_main(void *arg)
+static void sel_waiter_call(void *arg)
 {
     struct sel_waiter *w = arg;
-    w->tid = test_gettid();
-    test_sem_post(&w->about);
     w->rc = chan_select(w->c, 2, w->timeout);
-    atomic_store(&w->done, 1);
-    return NULL;
 }
 
 static pthread_t sel_waiter_start(struct sel_waiter *w)
 {
-    atomic_store(&w->done, 0);
-    test_sem_init(&w->about, 0);
-    pthread_t t = test_thread_start(sel_waiter_main, w);
-    test_sem_wait(&w->about);
-    cr_assert(test_wait_blocked(w->tid, &w->done), "select returned early");
-    return t;
+    test_start_blocked(&w->call, sel_waiter_call, w);
+    return w->call.th;
 }
 
 Test(io, select_waits_for_descriptor_or_channel)
@@ -1274,7 +1246,7 @@ static void task_write_one(void *arg)
 
 Test(io, select_on_descriptor_in_tasks)
 {
-    chan_sched_t *s = sched_make(1);
+    chan_sched_t *s = test_sched_make(1);
     int p[2];
     make_pipe(p);
     chan_t *quit = chan_make(0, 0);
@@ -1305,7 +1277,7 @@ Test(io, tasks_wait_for_different_events_on_one_descriptor)
     int s[2];
     make_socketpair(s);
     fill_pipe(s[0]); /* no room: POLLOUT waits too */
-    chan_sched_t *sc = sched_make(1);
+    chan_sched_t *sc = test_sched_make(1);
     sem_t parked;
     test_sem_init(&parked, 0);
     struct task_wait tw[NT];
@@ -1721,7 +1693,7 @@ Test(io, dup2_onto_a_registered_number)
     struct waiter w = { 0 };
     pthread_t t = waiter_start(&w, 1, num, POLLIN);
     cr_assert_eq(write(a[1], "old2", 4), 4);
-    cr_assert(test_stays_zero(&w.done, 30 * TEST_MS));
+    cr_assert(test_stays_zero(&w.call.done, 30 * TEST_MS));
     cr_assert_eq(write(b[1], "new", 3), 3);
     test_thread_join(t);
     cr_assert_eq(w.rc, 3);

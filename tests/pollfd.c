@@ -292,24 +292,18 @@ struct peer {
     int64_t timeout;  /* CHAN_FOREVER, or a timed wait */
     int value;
     int rc;
-    atomic_int done;
-    atomic_long tid;
-    sem_t started;
+    struct test_call call;
 };
 
-static void *peer_main(void *arg)
+static void peer_call(void *arg)
 {
     struct peer *p = arg;
-    atomic_store(&p->tid, test_gettid());
-    test_sem_post(&p->started);
     if (p->is_send)
         p->rc = p->timeout < 0 ? chan_send(p->ch, &p->value)
                                : chan_timedsend(p->ch, &p->value, p->timeout);
     else
         p->rc = p->timeout < 0 ? chan_recv(p->ch, &p->value)
                                : chan_timedrecv(p->ch, &p->value, p->timeout);
-    atomic_store(&p->done, 1);
-    return NULL;
 }
 
 static pthread_t peer_start(struct peer *p, chan_t *ch, int is_send,
@@ -320,10 +314,8 @@ static pthread_t peer_start(struct peer *p, chan_t *ch, int is_send,
     p->is_send = is_send;
     p->value = value;
     p->timeout = timeout;
-    test_sem_init(&p->started, 0);
-    pthread_t t = test_thread_start(peer_main, p);
-    test_sem_wait(&p->started);
-    return t;
+    test_start(&p->call, peer_call, p);
+    return p->call.th;
 }
 
 Test(pollfd, unbuffered_waiting_sender_and_receiver)
@@ -351,7 +343,7 @@ Test(pollfd, unbuffered_waiting_sender_and_receiver)
         LEVELS(in, out, 0, 0);
         test_thread_join(t);
         cr_assert_eq(p.rc, 0);
-        test_sem_destroy(&p.started);
+        test_sem_destroy(&p.call.started);
 
         /* A receiver waits: POLLOUT only, until it is served. */
         t = peer_start(&p, ch, 0, 0, CHAN_FOREVER);
@@ -366,7 +358,7 @@ Test(pollfd, unbuffered_waiting_sender_and_receiver)
         test_thread_join(t);
         cr_assert_eq(p.rc, 0);
         cr_assert_eq(p.value, 200 + round);
-        test_sem_destroy(&p.started);
+        test_sem_destroy(&p.call.started);
     }
     chan_release(ch);
 }
@@ -377,7 +369,7 @@ Test(pollfd, made_while_a_sender_waits)
     chan_t *ch = chan_make(sizeof(int), 0);
     struct peer p;
     pthread_t t = peer_start(&p, ch, 1, 5, CHAN_FOREVER);
-    cr_assert(test_wait_blocked(atomic_load(&p.tid), &p.done));
+    cr_assert(test_wait_blocked(atomic_load(&p.call.tid), &p.call.done));
     int in = chan_pollfd(ch, POLLIN);
     int out = chan_pollfd(ch, POLLOUT);
     LEVELS(in, out, 1, 0);
@@ -386,7 +378,7 @@ Test(pollfd, made_while_a_sender_waits)
     cr_assert_eq(v, 5);
     LEVELS(in, out, 0, 0);
     test_thread_join(t);
-    test_sem_destroy(&p.started);
+    test_sem_destroy(&p.call.started);
     chan_release(ch);
 }
 
@@ -411,7 +403,7 @@ Test(pollfd, level_falls_after_a_timeout)
         test_thread_join(t);
         cr_assert_eq(p.rc, -ETIMEDOUT);
         LEVELS(in, out, want_in, 0);
-        test_sem_destroy(&p.started);
+        test_sem_destroy(&p.call.started);
 
         /* A receiver that times out on the emptied channel. */
         for (size_t i = 0; i < caps[k]; i++)
@@ -423,7 +415,7 @@ Test(pollfd, level_falls_after_a_timeout)
         test_thread_join(t);
         cr_assert_eq(p.rc, -ETIMEDOUT);
         LEVELS(in, out, 0, caps[k] > 0);
-        test_sem_destroy(&p.started);
+        test_sem_destroy(&p.call.started);
         chan_release(ch);
     }
 }
@@ -510,7 +502,7 @@ Test(pollfd, unbuffered_close)
     cr_assert_eq(chan_tryrecv(ch, NULL), -EPIPE);
     cr_assert_eq(chan_trysend(ch, NULL), -EPIPE);
     LEVELS(in, out, 1, 1);
-    test_sem_destroy(&p.started);
+    test_sem_destroy(&p.call.started);
     chan_release(ch);
 }
 

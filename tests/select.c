@@ -59,22 +59,15 @@ struct sel_op {
     int64_t timeout;
     int rc;
     int64_t elapsed;
-    atomic_int done;
-    atomic_long tid;
-    sem_t started;
-    pthread_t th;
+    struct test_call call;
 };
 
-static void *sel_main(void *arg)
+static void sel_call(void *arg)
 {
     struct sel_op *o = arg;
-    atomic_store(&o->tid, test_gettid());
-    test_sem_post(&o->started);
     int64_t t0 = test_now_ns();
     o->rc = chan_select(o->cases, o->n, o->timeout);
     o->elapsed = test_now_ns() - t0;
-    atomic_store(&o->done, 1);
-    return NULL;
 }
 
 /* Prepares o: n cases, none yet filled; vals all SENTINEL, results marked. */
@@ -98,20 +91,13 @@ static void sel_case(struct sel_op *o, size_t i, chan_t *ch, enum chan_op op,
 static void sel_start_blocked(struct sel_op *o)
 {
     mark_results(o->cases, o->n);
-    atomic_init(&o->done, 0);
-    atomic_init(&o->tid, 0);
     o->rc = SENTINEL;
-    test_sem_init(&o->started, 0);
-    o->th = test_thread_start(sel_main, o);
-    test_sem_wait(&o->started);
-    cr_assert(test_wait_blocked(atomic_load(&o->tid), &o->done),
-              "the select returned (rc %d) instead of blocking", o->rc);
+    test_start_blocked(&o->call, sel_call, o);
 }
 
 static int sel_join(struct sel_op *o)
 {
-    test_thread_join(o->th);
-    test_sem_destroy(&o->started);
+    test_join(&o->call);
     return o->rc;
 }
 
@@ -753,7 +739,7 @@ Test(select, forever_woken_by_peer_send)
         for (int k = 0; k < 3; k++)
             sel_case(&o, k, c[k], CHAN_RECV, 0);
         sel_start_blocked(&o);
-        cr_assert(test_stays_zero(&o.done, 20 * TEST_MS));
+        cr_assert(test_stays_zero(&o.call.done, 20 * TEST_MS));
         cr_assert_eq(chan_send(c[target], &(int){ 100 + target }), 0);
         cr_assert_eq(sel_join(&o), target);
         check_only_result(o.cases, 3, target, 0);
@@ -1303,7 +1289,7 @@ Test(select, null_send_elem_is_einval_and_performs_nothing)
     sel_start_blocked(&r);
     chan_case_t bad[] = { CHAN_SEND_CASE(u, NULL) };
     cr_assert_eq(chan_select(bad, 1, 0), -EINVAL);
-    cr_assert(test_stays_zero(&r.done, 20 * TEST_MS),
+    cr_assert(test_stays_zero(&r.call.done, 20 * TEST_MS),
               "a bad select released a receiver");
     cr_assert_eq(chan_send(u, &(int){ 8 }), 0);
     cr_assert_eq(sel_join(&r), 0);

@@ -11,7 +11,8 @@
  *    which after it has posted "about to call" means that it is parked
  *    inside the library call.  This is how a test forces an interleaving
  *    such as "the receiver is already blocked when the sender arrives"
- *    without guessing with a sleep.
+ *    without guessing with a sleep.  test_start_blocked() makes one
+ *    library call on a thread of its own and returns once it is parked.
  *
  * Criterion assertions may only be made on the test's own thread (a failed
  * assertion unwinds that thread), so worker threads record what happened in
@@ -242,6 +243,62 @@ static inline int test_wait_nonzero(atomic_int *flag, int64_t ns)
         test_sleep_ns(TEST_MS / 2);
     }
     return 1;
+}
+
+/* ------------------------------------------------------------ blocked calls */
+
+/*
+ * A library call made on a thread of its own, so that the test thread can
+ * act while the call blocks.  test_start() runs call(arg) on a new thread
+ * and returns once that thread is about to make it; test_start_blocked()
+ * returns once the call sleeps inside the library (test_wait_blocked) and
+ * fails the test if it returned instead; test_join() waits for the thread.
+ * done becomes 1 once call(arg) has returned: what call wrote into arg is
+ * then visible.
+ */
+struct test_call {
+    void (*call)(void *arg);
+    void *arg;
+    atomic_int done;   /* 1 once the call returned */
+    atomic_long tid;   /* the thread's kernel id */
+    sem_t started;     /* posted right before the call */
+    pthread_t th;
+};
+
+static inline void *test_call_main(void *p)
+{
+    struct test_call *c = p;
+    atomic_store(&c->tid, test_gettid());
+    test_sem_post(&c->started);
+    c->call(c->arg);
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static inline void test_start(struct test_call *c, void (*call)(void *arg),
+                              void *arg)
+{
+    c->call = call;
+    c->arg = arg;
+    atomic_init(&c->done, 0);
+    atomic_init(&c->tid, 0);
+    test_sem_init(&c->started, 0);
+    c->th = test_thread_start(test_call_main, c);
+    test_sem_wait(&c->started);
+}
+
+static inline void test_start_blocked(struct test_call *c,
+                                      void (*call)(void *arg), void *arg)
+{
+    test_start(c, call, arg);
+    cr_assert(test_wait_blocked(atomic_load(&c->tid), &c->done),
+              "the call returned instead of blocking");
+}
+
+static inline void test_join(struct test_call *c)
+{
+    test_thread_join(c->th);
+    test_sem_destroy(&c->started);
 }
 
 /* ------------------------------------------------------------ schedulers */

@@ -98,20 +98,14 @@ Test(wg, released_only_at_zero)
 
 struct waiter {
     chan_wg_t *wg;
-    sem_t *ready;
-    atomic_int done;
-    atomic_long tid;
     int rc;
+    struct test_call call;
 };
 
-static void *wait_thread(void *arg)
+static void wait_call(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, test_gettid());
-    test_sem_post(w->ready);
     w->rc = chan_wg_wait(w->wg);
-    atomic_store(&w->done, 1);
-    return NULL;
 }
 
 Test(wg, every_blocked_waiter_wakes)
@@ -119,36 +113,28 @@ Test(wg, every_blocked_waiter_wakes)
     enum { N = 6 };
     chan_wg_t *wg = chan_wg_new();
     cr_assert_not_null(wg);
-    sem_t ready;
-    test_sem_init(&ready, 0);
     cr_assert_eq(chan_wg_add(wg, 2), 0);
     struct waiter w[N];
-    pthread_t th[N];
     for (int i = 0; i < N; i++) {
         w[i].wg = wg;
-        w[i].ready = &ready;
-        atomic_init(&w[i].done, 0);
-        atomic_init(&w[i].tid, 0);
         w[i].rc = -1;
-        th[i] = test_thread_start(wait_thread, &w[i]);
+        test_start(&w[i].call, wait_call, &w[i]);
     }
     /* Every waiter is asleep inside chan_wg_wait. */
     for (int i = 0; i < N; i++)
-        test_sem_wait(&ready);
-    for (int i = 0; i < N; i++)
-        cr_assert(test_wait_blocked(atomic_load(&w[i].tid), &w[i].done),
+        cr_assert(test_wait_blocked(atomic_load(&w[i].call.tid),
+                                    &w[i].call.done),
                   "waiter %d returned while the counter was 2", i);
     cr_assert_eq(chan_wg_done(wg), 0);
     for (int i = 0; i < N; i++)
-        cr_assert(test_stays_zero(&w[i].done, 5 * TEST_MS),
+        cr_assert(test_stays_zero(&w[i].call.done, 5 * TEST_MS),
                   "waiter %d released at 1", i);
     cr_assert_eq(chan_wg_done(wg), 0);
     for (int i = 0; i < N; i++) {
-        test_thread_join(th[i]);
+        test_join(&w[i].call);
         cr_assert_eq(w[i].rc, 0);
-        cr_assert_eq(atomic_load(&w[i].done), 1);
+        cr_assert_eq(atomic_load(&w[i].call.done), 1);
     }
-    test_sem_destroy(&ready);
     chan_wg_free(wg);
 }
 
@@ -156,28 +142,21 @@ Test(wg, reuse_after_zero)
 {
     chan_wg_t *wg = chan_wg_new();
     cr_assert_not_null(wg);
-    sem_t ready;
-    test_sem_init(&ready, 0);
     const long rounds = test_scaled(50, 5);
     for (long r = 0; r < rounds; r++) {
         cr_assert_eq(chan_wg_add(wg, 1), 0);
-        struct waiter w = { .wg = wg, .ready = &ready, .rc = -1 };
-        atomic_init(&w.done, 0);
-        atomic_init(&w.tid, 0);
-        pthread_t th = test_thread_start(wait_thread, &w);
-        test_sem_wait(&ready);
+        struct waiter w = { .wg = wg, .rc = -1 };
         /* The waiter must be inside chan_wg_wait before the done, or it
          * would wait for the next round's count. */
-        cr_assert(test_wait_blocked(atomic_load(&w.tid), &w.done));
+        test_start_blocked(&w.call, wait_call, &w);
         cr_assert_eq(chan_wg_done(wg), 0);
         /* Reuse at once, before the old waiter has necessarily woken: it
          * was claimed by the done above and must still return. */
         cr_assert_eq(chan_wg_add(wg, 1), 0);
-        test_thread_join(th);
+        test_join(&w.call);
         cr_assert_eq(w.rc, 0);
         cr_assert_eq(chan_wg_done(wg), 0);
     }
-    test_sem_destroy(&ready);
     chan_wg_free(wg);
 }
 
