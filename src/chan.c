@@ -61,12 +61,21 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     chan__lock_init(&ch->lock);
     ch->elem_size = elem_size;
     ch->cap = capacity;
-    if (capacity)
+    ch->unlock_op = CHAN_UNLOCK_PLAIN;
+    switch (chan__flavor_of(capacity)) {
+    case CHAN_FLAVOR_SYNC:
+        break;
+    case CHAN_FLAVOR_ONE:
         chan__ring_init(&ch->ring, (unsigned char *)ch + CHAN_HDR_SIZE,
                         capacity, elem_size);
-    if (capacity == 1) /* for good: see chan_impl.h */
-        chan__ring_freeze(&ch->ring, CHAN_FROZEN_BOTH);
-    ch->unlock_op = capacity > 1 ? CHAN_UNLOCK_THAW : CHAN_UNLOCK_PLAIN;
+        chan__ring_freeze(&ch->ring, CHAN_FROZEN_BOTH); /* for good */
+        break;
+    case CHAN_FLAVOR_RING:
+        chan__ring_init(&ch->ring, (unsigned char *)ch + CHAN_HDR_SIZE,
+                        capacity, elem_size);
+        ch->unlock_op = CHAN_UNLOCK_THAW;
+        break;
+    }
     ch->magic = CHAN_MAGIC_LIVE;
     atomic_init(&ch->closed, 0);
     atomic_init(&ch->refs, 1);
@@ -161,14 +170,14 @@ int chan__send_now(chan_t *ch, const void *elem, chan__parker_t **wake)
         *wake = complete(w, 0);
         return 1;
     }
-    if (ch->cap && chan__ring_ready_hint(&ch->ring, 1))
+    if (chan__buffered(ch) && chan__ring_ready_hint(&ch->ring, 1))
         return chan__ring_send(&ch->ring, elem, 1);
     return 0;
 }
 
 int chan__recv_now(chan_t *ch, void *elem, chan__parker_t **wake)
 {
-    if (ch->cap) {
+    if (chan__buffered(ch)) {
         /* Empty, or closed and drained: no sender can be waiting then,
          * as senders wait only on a full ring. */
         if (!chan__ring_ready_hint(&ch->ring, 0))
@@ -257,7 +266,7 @@ static const char *op_name(int is_send, int64_t timeout_ns)
 static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
 {
     int rc;
-    if (ch->cap > 1) { /* (capacity 1 is always frozen: chan_impl.h) */
+    if (chan__lockfree(ch)) {
         /* Nobody waits and the ring can take it: done without the lock. */
         int r = ring_try(ch, is_send, elem);
         if (r == 0 && timeout_ns != 0 && !chan__park_self()->ops &&
@@ -293,7 +302,7 @@ static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
      */
     chan__parker_t *self = timeout_ns != 0 ? chan__park_self() : NULL;
     chan__lock(&ch->lock);
-    if (ch->cap && self && !self->ops)
+    if (chan__buffered(ch) && self && !self->ops)
         chan__freeze_for(ch, is_send);
     if (attempt(ch, is_send, elem, &rc))
         return rc;
@@ -302,7 +311,7 @@ static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         return -EAGAIN;
     }
     /* (0 from freeze_for: frozen already, and the look above stands.) */
-    if (ch->cap && chan__freeze_for(ch, is_send) &&
+    if (chan__buffered(ch) && chan__freeze_for(ch, is_send) &&
         attempt(ch, is_send, elem, &rc))
         return rc;
     int64_t deadline = chan__deadline(timeout_ns);
@@ -398,7 +407,7 @@ int chan_close(chan_t *ch)
         return -EPIPE;
     }
     atomic_store_explicit(&ch->closed, 1, memory_order_relaxed);
-    if (ch->cap)
+    if (chan__buffered(ch))
         chan__ring_close(&ch->ring);
     claim_all(&ch->sendq, claim_all(&ch->recvq, &list));
     chan__unlock_ch(ch);
@@ -417,7 +426,7 @@ int chan_close(chan_t *ch)
 size_t chan_len(chan_t *ch)
 {
     /* A snapshot, as Go's len(ch). */
-    return ch && ch->cap ? chan__ring_len(&ch->ring) : 0;
+    return ch && chan__buffered(ch) ? chan__ring_len(&ch->ring) : 0;
 }
 
 size_t chan_cap(chan_t *ch)

@@ -2,9 +2,19 @@
  * chan_impl.h - the channel object, shared by chan.c, select.c and the
  * library's other channel producers (timers, signals).
  *
- * A buffered channel keeps its values in a lock-free ring (ring.h); an
- * unbuffered one has none.  Everything else (close, the wait queues, the
- * hand-off to a waiter) happens under ch->lock, as in Go's runtime.
+ * Flavours.  A channel is one of three kinds, fixed by its capacity
+ * (chan__flavor_of), as crossbeam's channels have their flavors:
+ *   SYNC  capacity 0: no buffer; every operation takes the lock, and a
+ *         value passes straight from a sender to a waiting receiver.
+ *   ONE   capacity 1: a ring of one slot, frozen for good (below), so
+ *         every operation takes the lock too.
+ *   RING  capacity 2 or more: the lock-free ring (ring.h), which sends
+ *         and receives use without the lock while nobody waits.
+ * chan__buffered(ch) says whether ch has a ring (ONE or RING),
+ * chan__lockfree(ch) whether its operations may skip the lock (RING);
+ * no code tests the capacity for this itself.  Everything else (close,
+ * the wait queues, the hand-off to a waiter) happens under ch->lock, as
+ * in Go's runtime.
  *
  * The two meet at the ring's RING_WAIT flags ("frozen").  While a
  * buffered channel has no waiter, sends and receives that the ring can take
@@ -19,7 +29,7 @@
  * whole channel, and blocked senders and receivers are served first come,
  * first served.
  *
- * A channel of capacity 1 stays frozen for good.  Its ring cannot batch:
+ * A ONE channel stays frozen for good.  Its ring cannot batch:
  * a producer and a consumer block on nearly every other operation, and
  * freezing and thawing each time (four read-modify-writes of head and
  * tail) costs more than taking the lock for every operation, which also
@@ -34,8 +44,8 @@
  *
  * Invariants (with ch->lock held):
  *   - A buffered channel with a waiter in sendq is frozen at both ends; one
- *     with a waiter in recvq only, at the tail; one of capacity 1 or with a
- *     pollfd always at both ends.
+ *     with a waiter in recvq only, at the tail; a ONE channel, or one with
+ *     a pollfd, always at both ends.
  *   - A channel's pollfd levels, as of the last chan__unlock_ch, say
  *     whether it was ready then (pollfd.c): they are set before the lock
  *     is released, after whatever changed readiness.  A waiter that goes
@@ -45,7 +55,7 @@
  *     ring with room has none in sendq (a buffered channel never lets a
  *     sender wait while there is room, nor a receiver while there is a
  *     value).
- *   - For an unbuffered channel at most one of sendq and recvq holds live
+ *   - For a SYNC channel at most one of sendq and recvq holds live
  *     waiters, with one exception: a single select that both sends and
  *     receives on the channel has a waiter in each.  It never pairs with
  *     itself, because a select only looks for partners (pass 1) before it
@@ -86,7 +96,7 @@ struct chan {
     chan__waitq_t recvq;      /* blocked receivers, FIFO */
     chan__waitq_t sendq;      /* blocked senders, FIFO */
     size_t elem_size;         /* immutable */
-    size_t cap;               /* 0 for an unbuffered channel; immutable
+    size_t cap;               /* the flavour (chan__flavor_of); immutable
                                * until freed ("Use after release") */
     /* CHAN_UNLOCK_*: what chan__unlock_ch does besides unlocking.  Set
      * by chan_make, changed only by chan_pollfd, under lock. */
@@ -97,7 +107,7 @@ struct chan {
     unsigned magic;
 
     /* Buffered channels: the values (ring.h), with head and tail on lines
-     * of their own.  Unused when cap is 0. */
+     * of their own.  Unused by SYNC channels. */
     chan__ring_t ring;
 
     /* What other threads write outside the lock (refs) gets a line of its
@@ -122,6 +132,33 @@ struct chan {
     unsigned char plevel[2];  /* 1 while pfd[i] is readable */
 };
 
+/* The flavours (see the top of this file). */
+enum chan__flavor { CHAN_FLAVOR_SYNC, CHAN_FLAVOR_ONE, CHAN_FLAVOR_RING };
+
+/* chan__flavor_of - the flavour of a channel of capacity cap. */
+static inline enum chan__flavor chan__flavor_of(size_t cap)
+{
+    return cap == 0 ? CHAN_FLAVOR_SYNC
+           : cap == 1 ? CHAN_FLAVOR_ONE
+                      : CHAN_FLAVOR_RING;
+}
+
+/* chan__buffered - 1 if ch has a ring (ONE or RING), 0 for SYNC. */
+static inline int chan__buffered(const chan_t *ch)
+{
+    return ch->cap != 0;
+}
+
+/*
+ * chan__lockfree - 1 if sends and receives on ch may go through its ring
+ * without the lock (RING), 0 if they always take the lock (SYNC, ONE).
+ * Also 1 for a freed channel (its cap is SIZE_MAX: "Use after release").
+ */
+static inline int chan__lockfree(const chan_t *ch)
+{
+    return ch->cap > 1;
+}
+
 _Static_assert(offsetof(struct chan, ring) == CHAN_CACHELINE,
                "what the lock holder reads fits on the lock's line");
 _Static_assert(offsetof(struct chan, magic) >= 4 * sizeof(void *),
@@ -130,13 +167,13 @@ _Static_assert(offsetof(struct chan, magic) >= 4 * sizeof(void *),
 /*
  * Use after release.  A freed channel is left with magic CHAN_MAGIC_DEAD,
  * cap SIZE_MAX and a ring frozen at both ends (and not closed, even for
- * an unbuffered channel, whose ring is all zeros): so a send or receive
- * on it, whatever it was, takes the buffered path of transfer() (chan.c), where the
- * ring says BUSY, and finds the mistake with chan__check_live before it
- * touches the lock (whose word the allocator may have overwritten).  A
- * live channel pays for that check only there, on its way from a ring
- * that could not complete to the lock; unbuffered and capacity-1 channels
- * not at all.  Close, select and chan_pollfd check before they lock;
+ * a SYNC channel, whose ring is all zeros): so it looks like a RING
+ * channel (chan__lockfree), a send or receive on it, whatever it was,
+ * takes the lock-free path of transfer() (chan.c), where the ring says
+ * BUSY, and finds the mistake with chan__check_live before it touches
+ * the lock (whose word the allocator may have overwritten).  A live
+ * channel pays for that check only there, on its way from a ring that
+ * could not complete to the lock; SYNC and ONE channels not at all.  Close, select and chan_pollfd check before they lock;
  * chan_retain and chan_release see a count of 0.  All this holds only
  * while the allocator has not handed the memory out again.  Under
  * AddressSanitizer, whose report on the freed memory is better, nothing
@@ -185,9 +222,9 @@ static inline void chan__check_live(chan_t *ch, const char *fn)
 /* Bits of chan.pollfd; index i of pfd[] and plevel[] is bit 1 << i. */
 enum { CHAN_POLLFD_IN = 1, CHAN_POLLFD_OUT = 2 };
 
-/* Values of chan.unlock_op: nothing (unbuffered, capacity 1); thaw the
- * ring as far as its waiters allow (capacity > 1); set pollfd levels (a
- * channel with a pollfd, which never thaws). */
+/* Values of chan.unlock_op: nothing (SYNC, ONE); thaw the ring as far
+ * as its waiters allow (RING); set pollfd levels (a channel with a
+ * pollfd, which never thaws). */
 enum { CHAN_UNLOCK_PLAIN = 0, CHAN_UNLOCK_THAW = 1, CHAN_UNLOCK_POLLFD = 2 };
 
 /*

@@ -85,7 +85,7 @@ void chan__pollfd_update(chan_t *ch)
     int in, out;
     if (atomic_load_explicit(&ch->closed, memory_order_relaxed)) {
         in = out = 1;
-    } else if (ch->cap) {
+    } else if (chan__buffered(ch)) {
         in = chan__ring_ready_hint(&ch->ring, 0);
         out = chan__ring_ready_hint(&ch->ring, 1);
     } else {
@@ -143,7 +143,7 @@ int chan_pollfd(chan_t *ch, int events)
     /* Frozen for good (chan_impl.h): from now on readiness changes only
      * under the lock.  What the ring holds now is seen by the unlock
      * below. */
-    if (ch->cap)
+    if (chan__buffered(ch))
         chan__ring_freeze(&ch->ring, CHAN_FROZEN_BOTH);
     ch->unlock_op = CHAN_UNLOCK_POLLFD;
     chan__unlock_ch(ch); /* sets the new level */

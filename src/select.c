@@ -211,7 +211,7 @@ static int wait_nothing(int64_t timeout_ns)
 static int any_ring(chan_case_t *cases, const struct scratch *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (cases[s->poll[i]].ch->cap > 1)
+        if (chan__lockfree(cases[s->poll[i]].ch))
             return 1;
     return 0;
 }
@@ -241,7 +241,7 @@ static int watch_any(chan_case_t *cases, const struct scratch *s, size_t n)
         for (size_t i = 0; i < n; i++) {
             chan_t *ch = cases[s->poll[i]].ch;
             /* Relaxed: a hint; the passes decide. */
-            if (ch->cap > 1 && chan__ring_ready_hint(
+            if (chan__lockfree(ch) && chan__ring_ready_hint(
                                &ch->ring, cases[s->poll[i]].op == CHAN_SEND))
                 return 1;
         }
@@ -261,7 +261,7 @@ static int poll_rings(chan_case_t *cases, const struct scratch *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         chan_case_t *c = &cases[s->poll[i]];
-        if (c->ch->cap <= 1) /* capacity 1 is always frozen (chan_impl.h) */
+        if (!chan__lockfree(c->ch))
             return -2;
         int rc = c->op == CHAN_SEND ? chan__ring_send(&c->ch->ring, c->elem, 0)
                                     : chan__ring_recv(&c->ch->ring, c->elem, 0);
@@ -332,7 +332,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     int froze = 0;
     for (size_t i = 0; i < n; i++) {
         chan_case_t *c = &cases[s->lock[i]];
-        if (c->ch->cap > 1)
+        if (chan__lockfree(c->ch))
             froze |= chan__freeze_for(c->ch, c->op == CHAN_SEND);
     }
     if (froze && (ready_case = poll_cases(cases, s, n)) >= 0)
@@ -602,7 +602,7 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
         int froze = 0;
         for (size_t i = 0; i < nch; i++) {
             chan_case_t *c = &cases[m->ch.lock[i]];
-            if (c->ch->cap > 1)
+            if (chan__lockfree(c->ch))
                 froze |= chan__freeze_for(c->ch, c->op == CHAN_SEND);
         }
         if (froze && (ready_case = poll_cases(cases, &m->ch, nch)) >= 0)
