@@ -1,8 +1,8 @@
 /*
  * internal.h - what every source file of libchan includes first: feature
  * macros, which sanitizer the code is compiled for, the assertion that stays
- * on in every build, the errno save and restore, the export marker and the
- * one table of lock order.
+ * on in every build, the errno save and restore, the export marker, the
+ * spin-wait hint and the one table of lock order.
  *
  * Lock order.  A thread may hold several of these at once only in the order
  * given, top to bottom, and releases them in reverse:
@@ -152,6 +152,18 @@ static inline void chan__errno_restore(int e)
 {
     __asm__ __volatile__("" ::: "memory");
     errno = e;
+}
+
+/* chan__cpu_relax - a spin-wait hint to the CPU. */
+static inline void chan__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
 }
 
 /* Size of a cache line, for keeping hot fields of different writers apart. */

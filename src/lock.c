@@ -8,7 +8,6 @@
 #include "clock.h"
 #include "futex.h"
 #include "lock.h"
-#include "park.h"
 
 /* Polls of the lock word before sleeping: a few microseconds, several
  * times the longest critical section, so a sleep means real contention. */

@@ -181,16 +181,4 @@ static inline void chan__progress(void)
                                   memory_order_relaxed);
 }
 
-/* chan__cpu_relax - a spin-wait hint to the CPU. */
-static inline void chan__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 #endif /* CHAN_PARK_H */

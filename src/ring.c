@@ -8,7 +8,6 @@
 #include <sched.h>
 #include <string.h>
 
-#include "park.h"
 #include "ring.h"
 
 static inline _Atomic size_t *stamp_of(unsigned char *slot)
