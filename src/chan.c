@@ -10,8 +10,9 @@
  * one waiter, park, and either be claimed by a peer or close (which did all
  * the work) or time out and unlink.
  *
- * Lifetimes.  The waiter and its sel live on the blocked caller's stack, or
- * in its task (the parker's slot, park.h), until the call returns.  A peer
+ * Lifetimes.  The waiter and its sel live in the blocked caller's parker's
+ * cache (chan__wait1_acquire, waitq.h), in its thread or its task, until
+ * the call returns.  A peer
  * that claims them copies the value and fills the sel under ch->lock,
  * then drops the lock and unparks the owner; after chan__unpark() it never
  * touches them again.
@@ -269,8 +270,8 @@ static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     if (chan__lockfree(ch)) {
         /* Nobody waits and the ring can take it: done without the lock. */
         int r = ring_try(ch, is_send, elem);
-        if (r == 0 && timeout_ns != 0 && !chan__park_self()->ops &&
-            chan__watch(ch, is_send))
+        if (r == 0 && timeout_ns != 0 &&
+            chan__park_may_spin(chan__park_self()) && chan__watch(ch, is_send))
             r = ring_try(ch, is_send, elem);
         if (r == 1) {
             chan__progress();
@@ -302,7 +303,7 @@ static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
      */
     chan__parker_t *self = timeout_ns != 0 ? chan__park_self() : NULL;
     chan__lock(&ch->lock);
-    if (chan__buffered(ch) && self && !self->ops)
+    if (chan__buffered(ch) && self && chan__park_may_spin(self))
         chan__freeze_for(ch, is_send);
     if (attempt(ch, is_send, elem, &rc))
         return rc;
@@ -316,7 +317,7 @@ static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
         return rc;
     int64_t deadline = chan__deadline(timeout_ns);
 
-    chan__wait1_t local, *b = self->slot ? self->slot : &local;
+    chan__wait1_t *b = chan__wait1_acquire(self);
     chan__sel_init_for(&b->sel, self);
     b->sel.exclusive = deadline == CHAN_NO_DEADLINE;
     b->w = (chan__waiter_t){ .sel = &b->sel, .elem = elem, .index = 0 };
@@ -326,13 +327,16 @@ static int transfer(chan_t *ch, int is_send, void *elem, int64_t timeout_ns)
     chan__waitq_push(q, &b->w);
     chan__unlock_ch(ch);
 
-    if (chan__sel_wait(&b->sel, deadline) == 0)
-        return b->sel.result; /* the claimer unlinked w and did the copy */
-
-    chan__lock(&ch->lock);
-    chan__waitq_remove(q, &b->w);
-    chan__unlock_ch(ch);
-    return -ETIMEDOUT;
+    if (chan__sel_wait(&b->sel, deadline) == 0) {
+        rc = b->sel.result; /* the claimer unlinked w and did the copy */
+    } else {
+        chan__lock(&ch->lock);
+        chan__waitq_remove(q, &b->w);
+        chan__unlock_ch(ch);
+        rc = -ETIMEDOUT;
+    }
+    chan__wait1_release(self, b);
+    return rc;
 }
 
 static inline int bad_elem(chan_t *ch, const void *elem)

@@ -43,6 +43,8 @@ struct thread_parker {
     int64_t spin;                       /* spin budget in ns */
     pthread_mutex_t mu;                 /* guards sleeping (not on Linux) */
     pthread_cond_t cv;                  /* CLOCK_MONOTONIC */
+    /* What p.cache holds while the thread is not blocked (park.h). */
+    _Alignas(16) unsigned char cache[CHAN_PARK_CACHE_BYTES];
 };
 
 static CHAN_TLS struct thread_parker thread_parker;
@@ -83,7 +85,7 @@ static void parker_init(struct thread_parker *p)
     chan__check(pthread_cond_init(&p->cv, &attr));
     pthread_condattr_destroy(&attr);
     p->p.ops = NULL;
-    p->p.slot = NULL;
+    chan__park_cache_init(&p->p, p->cache);
     p->spin = SPIN_MAX_NS;
     p->ready = 1;
     if (__atomic_load_n(&spin_useful, __ATOMIC_RELAXED) < 0) {

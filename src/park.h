@@ -38,6 +38,9 @@
 
 enum { CHAN_PARK_EMPTY = 0, CHAN_PARK_PARKED = 1, CHAN_PARK_NOTIFIED = 2 };
 
+/* Bytes a parker's cache holds (chan__park_cache_take). */
+#define CHAN_PARK_CACHE_BYTES 64
+
 typedef struct chan__parker chan__parker_t;
 
 /*
@@ -81,11 +84,9 @@ struct chan__parker {
      * first saw a park (dump.c). */
     _Atomic unsigned note_seq;
     const struct chan__park_ops *ops;   /* NULL: a plain thread (park.c) */
-    /* Where a blocked send or receive of the owner keeps its waiter (see
-     * waitq.h), or NULL for the caller's stack.  A task's is in the task:
-     * a peer that claims the waiter then touches the task's memory, not
-     * the stack of a task parked long ago (a cold page). */
-    struct chan__wait1 *slot;
+    /* The owner's cache of one (chan__park_cache_take): memory for the
+     * layer above, which this file never looks inside. */
+    void *cache;
     /* The rest of the note: kind (enum chan__wait_kind), whether the wait
      * has a deadline, and obj, a and b as enum chan__wait_kind says (a and
      * b saturated at UINT32_MAX).  In the parker, not beside it, because a
@@ -110,6 +111,52 @@ CHAN_INTERNAL extern chan__parker_t *(*_Atomic chan__park_task_hook)(void);
  * it across a return to the caller's caller: a task may change threads.
  */
 CHAN_INTERNAL chan__parker_t *chan__park_self(void);
+
+/*
+ * chan__park_may_spin - whether p's owner may spin-wait, polling for a
+ * peer for a moment before it blocks: a plain thread may; a task must
+ * not, since the peer it waits for may need the task's own worker.
+ */
+static inline int chan__park_may_spin(const chan__parker_t *p)
+{
+    return p->ops == NULL;
+}
+
+/*
+ * chan__park_cache_take - take the CHAN_PARK_CACHE_BYTES of memory (aligned
+ * for any pointer or integer) that p's owner keeps for the layer above,
+ * until chan__park_cache_put gives them back: a cache of one, as Go's
+ * acquireSudog takes a sudog from its per-P cache.  waitq.h keeps the
+ * waiter of a blocked send or receive there (chan__wait1_acquire).  A
+ * thread's cache is in its thread-local parker (park.c), a task's in the
+ * task (sched/), so that a peer that claims the waiter touches memory of
+ * the owner's that is in use anyway, not a stack page of a task parked
+ * long ago.
+ *
+ * Only the owner takes and puts, and it holds the memory in at most one
+ * blocking call at a time (a thread or a task blocks in one call at a
+ * time): so the cache is full whenever it is taken, and taking need not
+ * empty it, nor putting refill it.  That keeps a blocking call's cost
+ * to the one load it had when the task's waiter was a field of the
+ * parker.
+ */
+static inline void *chan__park_cache_take(chan__parker_t *p)
+{
+    return p->cache;
+}
+
+/* chan__park_cache_put - give m, from chan__park_cache_take, back to p's
+ * cache (releaseSudog); nothing to do for a cache of one (see above). */
+static inline void chan__park_cache_put(chan__parker_t *p, void *m)
+{
+    (void)p, (void)m;
+}
+
+/* chan__park_cache_init - fill p's cache with m, before p is used. */
+static inline void chan__park_cache_init(chan__parker_t *p, void *m)
+{
+    p->cache = m;
+}
 
 /* chan__park_prepare - arm p (state EMPTY) before publishing a waiter. */
 static inline void chan__park_prepare(chan__parker_t *p)

@@ -306,7 +306,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
     if (ready_case == -1 && timeout_ns == 0)
         return -EAGAIN; /* all buffered, none ready, nobody waiting */
     if (timeout_ns != 0 && n <= SELECT_WATCH_LOOKS && any_ring(cases, s, n) &&
-        !chan__park_self()->ops && watch_any(cases, s, n)) {
+        chan__park_may_spin(chan__park_self()) && watch_any(cases, s, n)) {
         /* A plain thread watches the buffered cases for a moment before
          * it locks and queues (chan__watch explains why). */
         if ((ready_case = poll_rings(cases, s, n)) >= 0)

@@ -3,10 +3,10 @@
  * decides who completes a blocked operation.
  *
  * A blocked chan_send, chan_recv or chan_select has one chan__sel_t and one
- * chan__waiter_t per channel case.  The sel is on the caller's stack; so
- * are the waiters, except for a task's blocked send or receive, whose
- * waiter is kept in the task (park.h), and a select of more cases than it
- * keeps on its stack, which allocates them (select.c).  Each waiter is
+ * chan__waiter_t per channel case.  A blocked send or receive keeps both
+ * in its parker's cache (park.h), in the thread's parker or in the task.
+ * A select keeps its sel and its waiters on its stack, except that one of
+ * more cases than it keeps there allocates the waiters (select.c).  Each waiter is
  * linked into its channel's sendq or recvq; all waiters of one select
  * share one chan__sel_t.
  *
@@ -57,14 +57,34 @@ typedef struct chan__waiter {
 } chan__waiter_t;
 
 /*
- * The sel and the one waiter of a blocked send or receive: on the caller's
- * stack, or in the caller's parker's slot (park.h) when it has one.  One
- * cache line, for the peer that claims it.
+ * The sel and the one waiter of a blocked send or receive, kept in the
+ * caller's parker's cache (park.h).  One cache line, for the peer that
+ * claims it.
  */
 typedef struct chan__wait1 {
     chan__sel_t sel;
     chan__waiter_t w;
 } chan__wait1_t;
+
+_Static_assert(sizeof(chan__wait1_t) <= CHAN_PARK_CACHE_BYTES &&
+                   _Alignof(chan__wait1_t) <= 16,
+               "a blocked send's waiter fits in its parker's cache");
+
+/*
+ * chan__wait1_acquire - the sel and waiter for a blocked send or receive
+ * of p's owner, from p's cache (park.h).  Give it back with
+ * chan__wait1_release once the call is done with it.
+ */
+static inline chan__wait1_t *chan__wait1_acquire(chan__parker_t *p)
+{
+    return chan__park_cache_take(p);
+}
+
+/* chan__wait1_release - the call that acquired b is done with it. */
+static inline void chan__wait1_release(chan__parker_t *p, chan__wait1_t *b)
+{
+    chan__park_cache_put(p, b);
+}
 
 /* A FIFO of waiters, guarded by its channel's lock. */
 typedef struct chan__waitq {

@@ -106,12 +106,12 @@ struct chan__task {
      * The first cache line holds what every park, wakeup and switch
      * touches (with the assembly context switches: parker 48 bytes, sched
      * and ctx 8 each), and the second the waiter of a blocked send or
-     * receive (parker.slot): with thousands of parked tasks, each
+     * receive (kept in parker.cache): with thousands of parked tasks, each
      * resumption finds the task cold in the cache, and every further line
      * costs a miss.  Tasks are allocated aligned to a line (task.c).
      */
     /* How the task sleeps; parker.ops points at task.c's wait and wake,
-     * parker.slot at wait1.  parker.state follows park.h; task.c explains
+     * parker.cache at wait1.  parker.state follows park.h; task.c explains
      * the timed case.  chan_sched_dump reads parker.state and the note
      * (park.h) from any thread. */
     chan__parker_t parker;

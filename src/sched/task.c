@@ -452,7 +452,7 @@ static chan__task_t *task_new(chan_sched_t *s)
     t->mem = mem;
     t->sched = s;
     t->parker.ops = &task_ops;
-    t->parker.slot = &t->wait1;
+    chan__park_cache_init(&t->parker, &t->wait1);
     /* Release: a dump that finds t on the list sees it initialised. */
     t->all_next = atomic_load_explicit(&s->all_tasks, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&s->all_tasks, &t->all_next,
