@@ -17,9 +17,10 @@
  * a firing of one timer are serialized by the same lock, and each setting
  * of a one-shot timer fires at most once: it leaves the heap when it fires.
  *
- * Locking.  fire() and the reset's flush run with the heap lock held and
- * take the channel lock inside it (src/internal.h); they unpark a waiter
- * after dropping the channel lock.
+ * Locking.  timer_fire() and the reset's flush run with the heap lock
+ * held and make a chan_trysend or chan_tryrecv inside it, which takes the
+ * channel lock below it (src/internal.h) and unparks a waiter after
+ * dropping that lock.
  *
  * Lifetimes.  The struct timer_chan lives exactly as long as the channel:
  * the last chan_release() calls timer_finalize(), which takes the entry off
@@ -36,7 +37,6 @@
 
 #include "chan_impl.h"
 #include "clock.h"
-#include "park.h"
 #include "timer.h"
 
 struct timer_chan {
@@ -49,13 +49,7 @@ struct timer_chan {
  * Returns 1 if the value was delivered, 0 if it was dropped. */
 static int send_time(chan_t *ch, int64_t now)
 {
-    chan__parker_t *wake = NULL;
-    chan__lock(&ch->lock);
-    int r = chan__send_now(ch, &now, &wake);
-    chan__unlock_ch(ch);
-    if (wake)
-        chan__unpark(wake);
-    return r == 1;
+    return chan_trysend(ch, &now) == 0;
 }
 
 /* Timer thread (or a reset that is due at once), heap lock held. */
@@ -68,15 +62,9 @@ static void timer_fire(chan__timer_t *t, int64_t now)
 /* chan_timer_reset, heap lock held: drop a value not received yet. */
 static void timer_flush(chan__timer_t *t)
 {
-    chan_t *ch = chan__container_of(t, struct timer_chan, t)->ch;
-    chan__parker_t *wake = NULL;
-    chan__lock(&ch->lock);
-    (void)chan__recv_now(ch, NULL, &wake);
-    chan__unlock_ch(ch);
     /* Only a sender blocked on the timer channel itself (a program that
-     * sends to it) is woken here: its value moved into the room made. */
-    if (wake)
-        chan__unpark(wake);
+     * sends to it) is woken here: its value moves into the room made. */
+    (void)chan_tryrecv(chan__container_of(t, struct timer_chan, t)->ch, NULL);
 }
 
 /* The channel's last reference is gone: stop the timer and free it. */

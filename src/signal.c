@@ -95,9 +95,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chan_impl.h"
-#include "park.h"
-
 struct watch {
     chan_t *ch;  /* registered channel; the registry holds a reference */
     int signo;   /* the signal it watches */
@@ -221,13 +218,8 @@ static void deliver(int signo)
     for (size_t i = 0; i < nwatch; i++) {
         if (watches[i].signo != signo)
             continue;
-        chan_t *ch = watches[i].ch;
-        chan__parker_t *wake = NULL;
-        chan__lock(&ch->lock);
-        (void)chan__send_now(ch, &signo, &wake);
-        chan__unlock_ch(ch);
-        if (wake)
-            chan__unpark(wake);
+        /* A full channel drops the arrival. */
+        (void)chan_trysend(watches[i].ch, &signo);
     }
 }
 
@@ -396,7 +388,7 @@ static int install(int signo)
 
 int chan_signal_notify(chan_t *ch, int signo)
 {
-    if (!ch || ch->elem_size != sizeof(int))
+    if (!ch || chan_elem_size(ch) != sizeof(int))
         return -EINVAL;
     if (signo < 1 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
         return -EINVAL;
