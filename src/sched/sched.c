@@ -202,16 +202,8 @@ static void set_len(chan__worker_t *w)
 static void global_append(chan_sched_t *s, chan__task_t *first,
                           chan__task_t *last, size_t n)
 {
-    last->next = NULL;
     chan__check(pthread_mutex_lock(&s->gmu));
-    if (s->gtail)
-        s->gtail->next = first;
-    else
-        s->ghead = first;
-    s->gtail = last;
-    atomic_store_explicit(&s->glen,
-                          atomic_load_explicit(&s->glen, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    chan__taskq_append(&s->global, first, last, n);
     chan__check(pthread_mutex_unlock(&s->gmu));
 }
 
@@ -325,10 +317,10 @@ static chan__task_t *pop_local(chan__worker_t *w)
 static chan__task_t *pop_global(chan__worker_t *w)
 {
     chan_sched_t *s = w->sched;
-    if (atomic_load_explicit(&s->glen, memory_order_relaxed) == 0)
+    if (chan__taskq_len(&s->global) == 0)
         return NULL;
     chan__check(pthread_mutex_lock(&s->gmu));
-    size_t len = atomic_load_explicit(&s->glen, memory_order_relaxed);
+    size_t len = chan__taskq_len(&s->global);
     if (len == 0) {
         chan__check(pthread_mutex_unlock(&s->gmu));
         return NULL;
@@ -338,13 +330,7 @@ static chan__task_t *pop_global(chan__worker_t *w)
         n = len;
     if (n > CHAN_RUNQ_SIZE / 2)
         n = CHAN_RUNQ_SIZE / 2;
-    chan__task_t *first = s->ghead, *last = first;
-    for (size_t i = 1; i < n; i++)
-        last = last->next;
-    s->ghead = last->next;
-    if (!s->ghead)
-        s->gtail = NULL;
-    atomic_store_explicit(&s->glen, len - n, memory_order_relaxed);
+    chan__task_t *first = chan__taskq_take(&s->global, n);
     chan__check(pthread_mutex_unlock(&s->gmu));
 
     chan__task_t *t = first;
@@ -409,7 +395,7 @@ static chan__task_t *steal(chan__worker_t *w, int take_next)
 static int others_busy(chan__worker_t *w)
 {
     chan_sched_t *s = w->sched;
-    int busy = atomic_load_explicit(&s->glen, memory_order_relaxed) != 0;
+    int busy = chan__taskq_len(&s->global) != 0;
     unsigned puts = 0;
     for (unsigned i = 0; i < s->nworkers; i++) {
         chan__worker_t *v = &s->workers[i];
@@ -574,7 +560,7 @@ static chan__task_t *idle(chan__worker_t *w)
         chan__check(pthread_mutex_lock(&s->idle_mu));
         int retry = 0, polled = 0;
         while (s->tokens == 0 && !s->stop && !retry && !polled) {
-            if (atomic_load_explicit(&s->nswait, memory_order_relaxed) == 0) {
+            if (chan__taskq_len(&s->swait) == 0) {
                 if (!held) {
                     chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
                     continue;

@@ -40,7 +40,7 @@
  *   sched->idle_mu  tokens and stop (idle_word is an atomic);
  *   sched->done_mu  the waiters of chan_sched_wait (ntasks is an atomic);
  *   sched->stack_mu the shared stack cache, the cold pool and the
- *                   stack-wait list (nswait is an atomic);
+ *                   stack-wait list;
  *   sched->task_mu  the free list of task structs (all_tasks is a
  *                   lock-free list that only grows);
  *   sched->mon_mu   the deadlock monitor's stop flag (dump.c).
@@ -123,7 +123,9 @@ struct chan__task {
     /* The task's id, 0 while the struct holds no task: read by
      * chan_sched_dump and the deadlock monitor from any thread (dump.c). */
     _Alignas(CHAN_CACHELINE) _Atomic uint64_t id;
-    chan__task_t *next;           /* link in the global queue; gmu */
+    chan__task_t *next;           /* link in a chan__taskq_t (the global
+                                     queue, the stack-wait list) or a free
+                                     list; that list's lock */
     void (*fn)(void *arg);        /* the task's function; immutable */
     void *arg;
     void *stack;                  /* low end of the stack; NULL before the
@@ -155,6 +157,54 @@ struct chan__task {
     void *tsan_fiber;             /* TSan's fiber: the one of its stack */
 #endif
 };
+
+/*
+ * A FIFO of tasks, linked through task->next: the scheduler's global run
+ * queue and its stack-wait list.  The lock of its owner guards head, tail,
+ * the links and every write of len; len may also be read without it, as
+ * a hint (the queue is empty, or how long it was a moment ago).
+ */
+typedef struct chan__taskq {
+    chan__task_t *head, *tail;  /* oldest, newest; NULL when empty */
+    _Atomic size_t len;
+} chan__taskq_t;
+
+/* chan__taskq_len - q's length, read without its lock: a hint. */
+static inline size_t chan__taskq_len(chan__taskq_t *q)
+{
+    return atomic_load_explicit(&q->len, memory_order_relaxed);
+}
+
+/* chan__taskq_append - append the n tasks first..last, linked through
+ * next, to q.  q's lock held. */
+static inline void chan__taskq_append(chan__taskq_t *q, chan__task_t *first,
+                                      chan__task_t *last, size_t n)
+{
+    last->next = NULL;
+    if (q->tail)
+        q->tail->next = first;
+    else
+        q->head = first;
+    q->tail = last;
+    atomic_store_explicit(&q->len, chan__taskq_len(q) + n,
+                          memory_order_relaxed);
+}
+
+/* chan__taskq_take - unlink the oldest n tasks of q (1 <= n <= its
+ * length) and return the first; they stay linked to each other through
+ * next, the last one's next undefined.  q's lock held. */
+static inline chan__task_t *chan__taskq_take(chan__taskq_t *q, size_t n)
+{
+    chan__task_t *first = q->head, *last = first;
+    for (size_t i = 1; i < n; i++)
+        last = last->next;
+    q->head = last->next;
+    if (!q->head)
+        q->tail = NULL;
+    atomic_store_explicit(&q->len, chan__taskq_len(q) - n,
+                          memory_order_relaxed);
+    return first;
+}
 
 /*
  * chan__task_flush - count the tasks that finished on w off
@@ -229,11 +279,9 @@ struct chan_sched {
     unsigned nworkers;
     size_t stack_size;            /* usable bytes per stack, whole pages */
 
-    /* Global queue, FIFO through task->next.  glen mirrors its length
-     * (written under gmu) for lock-free emptiness checks. */
+    /* The global queue, guarded by gmu. */
     pthread_mutex_t gmu;
-    chan__task_t *ghead, *gtail;
-    _Atomic size_t glen;
+    chan__taskq_t global;
     /* Threads inside chan__sched_push_global.  Such a thread is not a
      * worker of this scheduler, and once it has published a task that
      * task may run and return, so it may still be waking a worker after
@@ -268,10 +316,9 @@ struct chan_sched {
     pthread_mutex_t stack_mu;
     chan__stack_cache_t stacks;   /* stack_mu */
     chan__stack_pool_t cold;      /* stack_mu: stacks beyond the caches */
-    /* Tasks that found no stack (out of memory or of mappings), FIFO
-     * through task->next, and their number (written under stack_mu). */
-    chan__task_t *swait_head, *swait_tail;
-    _Atomic size_t nswait;
+    /* Tasks that found no stack (out of memory or of mappings), guarded
+     * by stack_mu. */
+    chan__taskq_t swait;
     /* 1 once a failure to map a stack was reported (task.c). */
     _Atomic int stack_warned;
 

@@ -205,19 +205,11 @@ static void *stack_get(chan__worker_t *w, int *err)
 
 chan__task_t *chan__task_stack_waiter(chan_sched_t *s)
 {
-    if (atomic_load_explicit(&s->nswait, memory_order_relaxed) == 0)
+    if (chan__taskq_len(&s->swait) == 0)
         return NULL;
     chan__check(pthread_mutex_lock(&s->stack_mu));
-    chan__task_t *t = s->swait_head;
-    if (t) {
-        s->swait_head = t->next;
-        if (!s->swait_head)
-            s->swait_tail = NULL;
-        atomic_store_explicit(
-            &s->nswait,
-            atomic_load_explicit(&s->nswait, memory_order_relaxed) - 1,
-            memory_order_relaxed);
-    }
+    chan__task_t *t =
+        chan__taskq_len(&s->swait) ? chan__taskq_take(&s->swait, 1) : NULL;
     chan__check(pthread_mutex_unlock(&s->stack_mu));
     return t;
 }
@@ -257,16 +249,8 @@ static void stack_warn(chan_sched_t *s, int err)
 /* t found no stack: it waits for one (sched.h). */
 static void stack_wait(chan_sched_t *s, chan__task_t *t)
 {
-    t->next = NULL;
     chan__check(pthread_mutex_lock(&s->stack_mu));
-    if (s->swait_tail)
-        s->swait_tail->next = t;
-    else
-        s->swait_head = t;
-    s->swait_tail = t;
-    atomic_store_explicit(
-        &s->nswait, atomic_load_explicit(&s->nswait, memory_order_relaxed) + 1,
-        memory_order_relaxed);
+    chan__taskq_append(&s->swait, t, t, 1);
     chan__check(pthread_mutex_unlock(&s->stack_mu));
 }
 
@@ -654,8 +638,7 @@ int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
      * simply waits with it.
      */
     void *lo = NULL;
-    if (CHAN_UNLIKELY(atomic_load_explicit(&s->nswait,
-                                           memory_order_relaxed) != 0) &&
+    if (CHAN_UNLIKELY(chan__taskq_len(&s->swait) != 0) &&
         chan__stack_new(s->stack_size, &lo, 1) < 0)
         return -ENOMEM;
     /* From this worker's cache when started by a task of s. */
