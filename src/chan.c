@@ -113,7 +113,7 @@ void chan_release(chan_t *ch)
      * and its release ordered its last unlock before this.  (Under
      * ThreadSanitizer with the lock, so that the mistake is reported as
      * such rather than as a race with the waiter's queueing.) */
-#if CHAN_UNDER_TSAN
+#ifdef CHAN_TSAN
     chan__lock(&ch->lock);
     int waiters = ch->recvq.head || ch->sendq.head;
     chan__unlock(&ch->lock);

@@ -181,25 +181,10 @@ _Static_assert(offsetof(struct chan, magic) >= 4 * sizeof(void *),
  */
 #define CHAN_MAGIC_LIVE 0x6c697665u /* "live" */
 #define CHAN_MAGIC_DEAD 0x64656164u /* "dead" */
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef CHAN_ASAN
 #define CHAN_CHECK_MAGIC 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CHAN_CHECK_MAGIC 0
-#endif
-#endif
-#ifndef CHAN_CHECK_MAGIC
+#else
 #define CHAN_CHECK_MAGIC 1
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define CHAN_UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHAN_UNDER_TSAN 1
-#endif
-#endif
-#ifndef CHAN_UNDER_TSAN
-#define CHAN_UNDER_TSAN 0
 #endif
 
 /*

@@ -695,14 +695,13 @@ static int select_mixed(chan_case_t *cases, size_t ncases, size_t nch,
                        fdk_buf, pfd_buf, fdc_buf };
     void *heap = NULL;
     if (nall > MIXED_STACK_CASES) {
-        int saved_errno = errno; /* malloc sets it; this API does not */
+        int saved_errno = chan__errno_save();
         heap = malloc(nch * sizeof(chan__waiter_t) +
                       nfd * (sizeof(struct fdcase) + sizeof(struct pollfd)) +
                       (nall + 2 * nch + nfd) * sizeof(int));
-        if (!heap) {
-            errno = saved_errno;
+        chan__errno_restore(saved_errno);
+        if (!heap)
             return -ENOMEM;
-        }
         m.ch.waiters = heap;
         m.fdc = (struct fdcase *)(m.ch.waiters + nch);
         m.pfd = (struct pollfd *)(m.fdc + nfd);
