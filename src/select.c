@@ -276,6 +276,43 @@ static int poll_rings(chan_case_t *cases, const struct scratch *s, size_t n)
     return -1;
 }
 
+/* The queue of ch that a case of kind op waits in. */
+static inline chan__waitq_t *queue_of(chan_t *ch, int op)
+{
+    return op == CHAN_SEND ? &ch->sendq : &ch->recvq;
+}
+
+/*
+ * Pass 2: queues waiters[i], sharing sel, for the case poll[i] of each of
+ * the n enabled channel cases, in poll order: of several cases on one
+ * channel, the one queued first is the one a peer takes, so this is what
+ * chooses among them at random.  Every channel locked.
+ */
+static inline void queue_all(chan_case_t *cases, const int *poll,
+                             chan__waiter_t *waiters, size_t n,
+                             chan__sel_t *sel)
+{
+    for (size_t i = 0; i < n; i++) {
+        int k = poll[i];
+        chan__waiter_t *w = &waiters[i];
+        w->sel = sel;
+        w->elem = cases[k].elem;
+        w->index = k;
+        chan__waitq_push(queue_of(cases[k].ch, cases[k].op), w);
+    }
+}
+
+/* Pass 3: unlinks those of the waiters queue_all queued that are still
+ * queued.  Every channel locked. */
+static inline void dequeue_all(chan_case_t *cases, const int *poll,
+                               chan__waiter_t *waiters, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int k = poll[i];
+        chan__waitq_remove(queue_of(cases[k].ch, cases[k].op), &waiters[i]);
+    }
+}
+
 /* Pass 1: performs the first ready case in poll order and returns its
  * index, having unlocked everything; -1 (still locked) if none is ready. */
 static int poll_cases(chan_case_t *cases, struct scratch *s, size_t n)
@@ -339,22 +376,11 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
         return ready_case;
     int64_t deadline = chan__deadline(timeout_ns);
 
-    /* Pass 2: a waiter on every channel, in poll order: of several cases
-     * on one channel, the one queued first is the one a peer takes, so
-     * this is what chooses among them at random. */
+    /* Pass 2: a waiter on every channel. */
     chan__sel_t sel;
     chan__sel_init(&sel);
     chan__park_note(sel.parker, CHAN_WAIT_SELECT, NULL, n, 0, deadline);
-    for (size_t i = 0; i < n; i++) {
-        int k = s->poll[i];
-        chan__waiter_t *w = &s->waiters[i];
-        w->sel = &sel;
-        w->elem = cases[k].elem;
-        w->index = k;
-        chan__waitq_push(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
-                                                  : &cases[k].ch->recvq,
-                         w);
-    }
+    queue_all(cases, s->poll, s->waiters, n, &sel);
     unlock_all(cases, s->lock, n);
 
     int rc = chan__sel_wait(&sel, deadline);
@@ -363,12 +389,7 @@ static int select_cases(chan_case_t *cases, struct scratch *s, size_t n,
      * claimer already unlinked it and there is nothing to do. */
     if (n > 1 || rc != 0) {
         lock_all(cases, s->lock, n);
-        for (size_t i = 0; i < n; i++) {
-            int k = s->poll[i];
-            chan__waitq_remove(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
-                                                        : &cases[k].ch->recvq,
-                               &s->waiters[i]);
-        }
+        dequeue_all(cases, s->poll, s->waiters, n);
         unlock_all(cases, s->lock, n);
     }
     if (rc != 0)
@@ -550,12 +571,7 @@ static void dequeue_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
                           size_t nfd)
 {
     lock_all(cases, m->ch.lock, nch);
-    for (size_t i = 0; i < nch; i++) {
-        int k = m->ch.poll[i];
-        chan__waitq_remove(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
-                                                    : &cases[k].ch->recvq,
-                           &m->ch.waiters[i]);
-    }
+    dequeue_all(cases, m->ch.poll, m->ch.waiters, nch);
     unlock_all(cases, m->ch.lock, nch);
     for (size_t j = 0; j < nfd; j++)
         if (m->fdc[j].pd)
@@ -608,20 +624,10 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
         if (froze && (ready_case = poll_cases(cases, &m->ch, nch)) >= 0)
             return ready_case;
 
-        /* Pass 2: a waiter on every channel, in poll order as in
-         * select_cases, then on every descriptor. */
+        /* Pass 2: a waiter on every channel, then on every descriptor. */
         chan__sel_t sel;
         chan__sel_init(&sel);
-        for (size_t i = 0; i < nch; i++) {
-            int k = m->ch.poll[i];
-            chan__waiter_t *w = &m->ch.waiters[i];
-            w->sel = &sel;
-            w->elem = cases[k].elem;
-            w->index = k;
-            chan__waitq_push(cases[k].op == CHAN_SEND ? &cases[k].ch->sendq
-                                                      : &cases[k].ch->recvq,
-                             w);
-        }
+        queue_all(cases, m->ch.poll, m->ch.waiters, nch, &sel);
         unlock_all(cases, m->ch.lock, nch);
         int recheck = 0;
         for (size_t j = 0; j < nfd; j++) {
