@@ -196,14 +196,7 @@ static int wait_nothing(int64_t timeout_ns)
 {
     if (timeout_ns == 0)
         return -EAGAIN;
-    chan__sel_t sel;
-    chan__sel_init(&sel);
-    int64_t deadline = chan__deadline(timeout_ns);
-    chan__park_note(sel.parker, CHAN_WAIT_SLEEP, NULL, 0, 0, deadline);
-    int rc = chan__sel_wait(&sel, deadline);
-    /* Nobody can claim a sel that no channel knows about. */
-    chan__assert(rc == -ETIMEDOUT);
-    return rc;
+    return chan__sleep_until(chan__deadline(timeout_ns));
 }
 
 /* Whether any case is on a channel with a ring that is not frozen for

@@ -26,8 +26,10 @@
 #define CHAN_WAITQ_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 #include "park.h"
@@ -154,5 +156,53 @@ static inline int chan__sel_wait(chan__sel_t *s, int64_t deadline)
     chan__assert(chan__park_wait(s->parker, INT64_MAX) == 0);
     return 0;
 }
+
+/*
+ * chan__sleep_until - park the calling thread or task until deadline
+ * (absolute CLOCK_MONOTONIC ns) on a sel that no channel knows about, so
+ * that only the deadline ends the wait; noted as CHAN_WAIT_SLEEP.
+ * Returns -ETIMEDOUT.
+ */
+CHAN_INTERNAL int chan__sleep_until(int64_t deadline);
+
+/*
+ * Event waiters.  A wait without a deadline that one event ends for every
+ * waiter at once (a wait group's counter reaching zero, the last task of
+ * a scheduler finishing) lists a chan__event_waiter_t per waiting thread
+ * or task, on its stack, under the event's mutex, in any order.  The
+ * event claims the whole list under that mutex and wakes its waiters
+ * after dropping it.  Nobody else can claim such a sel, so every claim
+ * wins.
+ */
+typedef struct chan__event_waiter {
+    chan__sel_t sel;                  /* claimed by the event */
+    struct chan__event_waiter *next;  /* the event's mutex, while listed */
+} chan__event_waiter_t;
+
+/*
+ * chan__event_wait - called with mu held, once the caller has seen that
+ * the event has not happened: list a waiter for the calling thread or task
+ * on *list, noted as kind on obj (enum chan__wait_kind, park.h), drop mu
+ * and park until chan__event_wake_all wakes it.
+ */
+CHAN_INTERNAL void chan__event_wait(chan__event_waiter_t **list,
+                                    pthread_mutex_t *mu, int kind,
+                                    const void *obj);
+
+/*
+ * chan__event_claim_all - the event has happened: detach *list and claim
+ * every waiter on it; returns the detached list for chan__event_wake_all.
+ * Called with the mutex of the list held.
+ */
+CHAN_INTERNAL chan__event_waiter_t *
+chan__event_claim_all(chan__event_waiter_t **list);
+
+/*
+ * chan__event_wake_all - wake every waiter of list, claimed by
+ * chan__event_claim_all, after the mutex is dropped.  A waiter may return,
+ * and its frame vanish, as soon as it is woken: nothing of it is read
+ * after that.
+ */
+CHAN_INTERNAL void chan__event_wake_all(chan__event_waiter_t *list);
 
 #endif /* CHAN_WAITQ_H */

@@ -1,9 +1,10 @@
 /*
  * wg.c - wait groups, like Go's sync.WaitGroup.
  *
- * An atomic counter, and a list of waiters under a mutex.  A waiter is a
- * chan__sel_t on the waiting thread's or task's stack and sleeps through the
- * park interface (park.h), so a task parks instead of blocking its worker.
+ * An atomic counter, and a list of waiters under a mutex.  A waiter is an
+ * event waiter (waitq.h) on the waiting thread's or task's stack and
+ * sleeps through the park interface (park.h), so a task parks instead of
+ * blocking its worker.
  * An add is one CAS on the counter, as in Go; only an add that brings it to
  * zero while someone waits takes the mutex.
  *
@@ -26,10 +27,11 @@
  * are unparked after it is dropped.
  *
  * Lifetimes.  A waiter lives on its owner's stack until the owner returns
- * from chan__sel_wait().  The add that claims it detaches the whole list
- * under wg->mu and then, still under wg->mu, claims every waiter on it
- * (the sel CAS); after dropping the lock it reads each waiter's next link
- * before unparking it and never touches it afterwards.  Because the whole list is
+ * from chan__event_wait().  The add that claims it detaches the whole
+ * list under wg->mu and then, still under wg->mu, claims every waiter on
+ * it (chan__event_claim_all); after dropping the lock it reads each
+ * waiter's next link before unparking it and never touches it afterwards
+ * (chan__event_wake_all).  Because the whole list is
  * detached at zero, the group may be reused (added to again) at once, even
  * before the old waiters have woken.
  */
@@ -45,16 +47,12 @@
 #include "park.h"
 #include "waitq.h"
 
-struct wg_waiter {
-    chan__sel_t sel;          /* claimed by the add that reaches zero */
-    struct wg_waiter *next;   /* guarded by wg->mu while listed */
-};
-
 struct chan_wg {
     pthread_mutex_t mu;         /* see Locking above */
     _Atomic int64_t count;      /* the counter; never negative */
     _Atomic long nwait;         /* see Invariants above */
-    struct wg_waiter *waiters;  /* blocked in chan_wg_wait, any order */
+    /* Blocked in chan_wg_wait (waitq.h, "Event waiters"). */
+    chan__event_waiter_t *waiters;
 };
 
 chan_wg_t *chan_wg_new(void)
@@ -102,29 +100,14 @@ int chan_wg_add(chan_wg_t *wg, int delta)
         return 0;
 
     chan__check(pthread_mutex_lock(&wg->mu));
-    struct wg_waiter *list = NULL;
+    chan__event_waiter_t *list = NULL;
     if (atomic_load_explicit(&wg->count, memory_order_relaxed) == 0 &&
         wg->waiters) {
-        list = wg->waiters;
-        wg->waiters = NULL;
+        list = chan__event_claim_all(&wg->waiters);
         atomic_store_explicit(&wg->nwait, 0, memory_order_relaxed);
-        for (struct wg_waiter *w = list; w; w = w->next) {
-            int expect = CHAN_SEL_WAITING;
-            /* A wait has no timeout, so nobody else claims the sel and
-             * this CAS always wins.  acq_rel as in chan__waitq_claim. */
-            chan__assert(atomic_compare_exchange_strong_explicit(
-                &w->sel.state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
-                memory_order_acquire));
-            w->sel.chosen = 0;
-        }
     }
     chan__check(pthread_mutex_unlock(&wg->mu));
-    while (list) {
-        /* Read next first: once unparked, the waiter's frame may vanish. */
-        struct wg_waiter *next = list->next;
-        chan__unpark(list->sel.parker);
-        list = next;
-    }
+    chan__event_wake_all(list);
     return 0;
 }
 
@@ -139,7 +122,6 @@ int chan_wg_wait(chan_wg_t *wg)
         return -EINVAL;
     if (atomic_load_explicit(&wg->count, memory_order_acquire) == 0)
         return 0;
-    struct wg_waiter w;
     chan__check(pthread_mutex_lock(&wg->mu));
     atomic_fetch_add_explicit(&wg->nwait, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&wg->count, memory_order_seq_cst) == 0) {
@@ -147,11 +129,6 @@ int chan_wg_wait(chan_wg_t *wg)
         chan__check(pthread_mutex_unlock(&wg->mu));
         return 0;
     }
-    chan__sel_init(&w.sel);
-    chan__park_note(w.sel.parker, CHAN_WAIT_WG, wg, 0, 0, CHAN_NO_DEADLINE);
-    w.next = wg->waiters;
-    wg->waiters = &w;
-    chan__check(pthread_mutex_unlock(&wg->mu));
-    chan__assert(chan__sel_wait(&w.sel, CHAN_NO_DEADLINE) == 0);
+    chan__event_wait(&wg->waiters, &wg->mu, CHAN_WAIT_WG, wg);
     return 0;
 }

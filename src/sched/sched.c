@@ -802,19 +802,12 @@ int chan_sched_wait(chan_sched_t *s)
     for (;;) {
         if (atomic_load_explicit(&s->ntasks, memory_order_acquire) == 0)
             return 0;
-        struct chan__done_waiter d;
         chan__check(pthread_mutex_lock(&s->done_mu));
         if (atomic_load_explicit(&s->ntasks, memory_order_acquire) == 0) {
             chan__check(pthread_mutex_unlock(&s->done_mu));
             return 0;
         }
-        chan__sel_init(&d.sel);
-        chan__park_note(d.sel.parker, CHAN_WAIT_SCHED, s, 0, 0,
-                        CHAN_NO_DEADLINE);
-        d.next = s->done_waiters;
-        s->done_waiters = &d;
-        chan__check(pthread_mutex_unlock(&s->done_mu));
-        chan__assert(chan__sel_wait(&d.sel, CHAN_NO_DEADLINE) == 0);
+        chan__event_wait(&s->done_waiters, &s->done_mu, CHAN_WAIT_SCHED, s);
     }
 }
 

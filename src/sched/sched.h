@@ -91,12 +91,6 @@
 typedef struct chan__task chan__task_t;
 typedef struct chan__worker chan__worker_t;
 
-/* A caller of chan_sched_wait, on its stack while it waits. */
-struct chan__done_waiter {
-    chan__sel_t sel;                  /* claimed by the flush that ends it */
-    struct chan__done_waiter *next;   /* done_mu while listed */
-};
-
 /* What a task asks of its worker when it switches back. */
 enum chan__after { CHAN_AFTER_NONE, CHAN_AFTER_YIELD, CHAN_AFTER_PARK,
                    CHAN_AFTER_PARK_TIMED, CHAN_AFTER_EXIT };
@@ -311,7 +305,7 @@ struct chan_sched {
      * order; see chan__task_flush). */
     _Atomic size_t ntasks;
     pthread_mutex_t done_mu;
-    struct chan__done_waiter *done_waiters; /* done_mu */
+    chan__event_waiter_t *done_waiters; /* done_mu (waitq.h) */
 
     pthread_mutex_t stack_mu;
     chan__stack_cache_t stacks;   /* stack_mu */

@@ -550,23 +550,9 @@ void chan__task_flush(chan__worker_t *w)
     if (atomic_fetch_sub_explicit(&s->ntasks, n, memory_order_acq_rel) != n)
         return;
     chan__check(pthread_mutex_lock(&s->done_mu));
-    struct chan__done_waiter *list = s->done_waiters;
-    s->done_waiters = NULL;
-    for (struct chan__done_waiter *d = list; d; d = d->next) {
-        int expect = CHAN_SEL_WAITING;
-        /* The wait has no deadline: nobody else claims the sel. */
-        chan__assert(atomic_compare_exchange_strong_explicit(
-            &d->sel.state, &expect, CHAN_SEL_DONE, memory_order_acq_rel,
-            memory_order_acquire));
-        d->sel.chosen = 0;
-    }
+    chan__event_waiter_t *list = chan__event_claim_all(&s->done_waiters);
     chan__check(pthread_mutex_unlock(&s->done_mu));
-    while (list) {
-        /* Read next first: once unparked, the waiter's frame may vanish. */
-        struct chan__done_waiter *next = list->next;
-        chan__unpark(list->sel.parker);
-        list = next;
-    }
+    chan__event_wake_all(list);
 }
 
 /* Gives t, which has never run, the stack lo. */
@@ -708,13 +694,7 @@ int chan_sleep(int64_t ns)
 {
     if (ns <= 0)
         return 0;
-    /* A wait that no channel knows about: only the deadline ends it.  The
-     * same code sleeps a task (parked, its worker free) or a thread. */
-    chan__sel_t sel;
-    chan__sel_init(&sel);
-    int64_t deadline = chan__deadline(ns);
-    chan__park_note(sel.parker, CHAN_WAIT_SLEEP, NULL, 0, 0, deadline);
-    int rc = chan__sel_wait(&sel, deadline);
-    chan__assert(rc == -ETIMEDOUT);
+    /* The same code sleeps a task (parked, its worker free) or a thread. */
+    (void)chan__sleep_until(chan__deadline(ns));
     return 0;
 }
