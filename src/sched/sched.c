@@ -269,8 +269,8 @@ void chan__sched_push_local(chan__worker_t *w, chan__task_t *t)
 
 void chan__sched_ready(chan__task_t *t)
 {
-    chan__worker_t *w = chan__worker_self();
-    if (w && w->current && w->sched == t->sched)
+    chan__worker_t *w = chan__in_task_of(t->sched);
+    if (w)
         local_put(w, t, 1, 1);
     else if (w && w->polling && w->sched == t->sched)
         local_put(w, t, 0, 0); /* idle() runs it, or wakes a helper */
@@ -280,8 +280,8 @@ void chan__sched_ready(chan__task_t *t)
 
 void chan__sched_spawn(chan_sched_t *s, chan__task_t *t)
 {
-    chan__worker_t *w = chan__worker_self();
-    if (w && w->current && w->sched == s)
+    chan__worker_t *w = chan__in_task_of(s);
+    if (w)
         local_put(w, t, 0, 1);
     else
         chan__sched_push_global(s, t);
@@ -792,8 +792,7 @@ int chan_sched_wait(chan_sched_t *s)
 {
     if (!s)
         return -EINVAL;
-    chan__worker_t *w = chan__worker_self();
-    if (w && w->current && w->sched == s)
+    if (chan__in_task_of(s))
         return -EDEADLK;
     /* Parks like every blocking call: a thread sleeps, a task of another
      * scheduler leaves its worker to other tasks.  A flush that brings

@@ -348,6 +348,25 @@ struct chan_sched {
 CHAN_INTERNAL chan__worker_t *chan__worker_self(void);
 
 /*
+ * chan__task_worker - the worker running the calling task, or NULL when
+ * the caller is no task (a plain thread, or a worker between tasks).  Not
+ * to be kept across a switch, as chan__worker_self.
+ */
+static inline chan__worker_t *chan__task_worker(void)
+{
+    chan__worker_t *w = chan__worker_self();
+    return w && w->current ? w : NULL;
+}
+
+/* chan__in_task_of - the worker running the calling task if that is a
+ * task of s, else NULL. */
+static inline chan__worker_t *chan__in_task_of(const chan_sched_t *s)
+{
+    chan__worker_t *w = chan__worker_self();
+    return w && w->current && w->sched == s ? w : NULL;
+}
+
+/*
  * chan__sched_ready - make t runnable (it is not on any queue).  From a
  * task of t's scheduler, t goes to the run-next slot; from anywhere else,
  * to the global queue.  May be called holding the timer heap lock.

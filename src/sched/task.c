@@ -390,8 +390,8 @@ static const struct chan__park_ops task_ops = { task_wait, task_wake };
 
 chan__parker_t *chan__task_parker(void)
 {
-    chan__worker_t *w = chan__worker_self();
-    return w && w->current ? &w->current->parker : NULL;
+    chan__worker_t *w = chan__task_worker();
+    return w ? &w->current->parker : NULL;
 }
 
 /* ---------------------------------------------------------------- structs */
@@ -628,9 +628,7 @@ int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
         chan__stack_new(s->stack_size, &lo, 1) < 0)
         return -ENOMEM;
     /* From this worker's cache when started by a task of s. */
-    chan__worker_t *w = chan__worker_self();
-    if (!(w && w->current && w->sched == s))
-        w = NULL;
+    chan__worker_t *w = chan__in_task_of(s);
     chan__task_t *t = task_alloc(s, w);
     if (!t) {
         if (lo)
@@ -676,14 +674,14 @@ int(chan_go)(chan_sched_t *s, void (*fn)(void *arg), void *arg)
 
 chan_sched_t *chan_sched_current(void)
 {
-    chan__worker_t *w = chan__worker_self();
-    return w && w->current ? w->sched : NULL;
+    chan__worker_t *w = chan__task_worker();
+    return w ? w->sched : NULL;
 }
 
 void chan_yield(void)
 {
-    chan__worker_t *w = chan__worker_self();
-    if (!w || !w->current) {
+    chan__worker_t *w = chan__task_worker();
+    if (!w) {
         sched_yield();
         return;
     }
