@@ -60,7 +60,7 @@
  * cannot be mapped), and that stack stays with the scheduler.
  * A task that finds no stack at all (memory, or the kernel's mappings, ran
  * out) waits in the scheduler's stack-wait list, taking no queue and no
- * CPU, until a task finishes and frees one (task.c), or an idle worker
+ * CPU, until a task finishes and frees one (stack.c), or an idle worker
  * tries it again (every STACK_RETRY_MS, sched.c); the first such failure
  * is reported on standard error.  While tasks wait, chan_go maps the
  * stack of a new task at once, and fails if it cannot.
@@ -313,7 +313,7 @@ struct chan_sched {
     /* Tasks that found no stack (out of memory or of mappings), guarded
      * by stack_mu. */
     chan__taskq_t swait;
-    /* 1 once a failure to map a stack was reported (task.c). */
+    /* 1 once a failure to map a stack was reported (stack.c). */
     _Atomic int stack_warned;
 
     /* Every task struct ever allocated for s, through task->all_next
@@ -396,15 +396,40 @@ CHAN_INTERNAL chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t);
 /* chan__task_worker_init - per-thread setup of a worker (sanitizers). */
 CHAN_INTERNAL void chan__task_worker_init(chan__worker_t *w);
 
-/* chan__task_stack_waiter - take the oldest task of s's stack-wait list,
- * or NULL. */
-CHAN_INTERNAL chan__task_t *chan__task_stack_waiter(chan_sched_t *s);
-
 /* The park hook installed for tasks (park.h). */
 CHAN_INTERNAL chan__parker_t *chan__task_parker(void);
 
 /* chan__task_free_all - free every task struct of s (chan_sched_free). */
 CHAN_INTERNAL void chan__task_free_all(chan_sched_t *s);
+
+/* ---------------------------------------------------------------- stack.c */
+
+/* chan__stack_take - a stack for a new task run by w, from w's cache, the
+ * shared one or the cold pool, else newly mapped; NULL with *err set to
+ * the negative errno of the mapping that failed.  Called by w's thread. */
+CHAN_INTERNAL void *chan__stack_take(chan__worker_t *w, int *err);
+
+/* chan__stack_give - the stack lo of a task that finished on w goes back
+ * to a cache or the cold pool.  Returns the oldest task waiting for a
+ * stack, or NULL: the caller queues it on w, where it finds lo.  Called
+ * by w's thread. */
+CHAN_INTERNAL chan__task_t *chan__stack_give(chan__worker_t *w, void *lo);
+
+/* chan__stack_wait - t found no stack: it waits in s's stack-wait list
+ * (the top of this file). */
+CHAN_INTERNAL void chan__stack_wait(chan_sched_t *s, chan__task_t *t);
+
+/* chan__task_stack_waiter - take the oldest task of s's stack-wait list,
+ * or NULL. */
+CHAN_INTERNAL chan__task_t *chan__task_stack_waiter(chan_sched_t *s);
+
+/*
+ * chan__stack_warn - say once per scheduler, on standard error, that a
+ * stack could not be mapped (err, a negative errno): tasks then wait, and
+ * chan_go may fail, for reasons the program cannot see otherwise.  Called
+ * by a worker, on its own stack.
+ */
+CHAN_INTERNAL void chan__stack_warn(chan_sched_t *s, int err);
 
 /* ---------------------------------------------------------------- dump.c */
 

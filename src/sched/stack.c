@@ -1,5 +1,8 @@
 /*
- * stack.c - task stacks and their cache (see stack.h).
+ * stack.c - task stacks, their caches and the scheduler's stack policy
+ * (stack.h for the stacks and caches, sched.h for the policy): which
+ * cache a task's stack comes from and goes back to, and the tasks that
+ * wait for a stack when none can be mapped.
  *
  * Why a guard region: a task stack is small (64 KiB by default) and
  * nothing checks its depth, so a deep recursion would run into the
@@ -62,6 +65,7 @@ void *__tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void *fiber);
 #endif
 
+#include "sched/sched.h"
 #include "sched/stack.h"
 
 #ifndef MAP_STACK
@@ -520,4 +524,106 @@ void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size)
     free(p->v);
     p->v = NULL;
     p->n = p->ncold = p->cap = 0;
+}
+
+/* ---------------------------------------------------------------- policy */
+
+void *chan__stack_take(chan__worker_t *w, int *err)
+{
+    chan_sched_t *s = w->sched;
+    void *lo = chan__stack_get(&w->stacks, s->stack_size);
+    if (lo)
+        return lo;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    lo = chan__stack_get(&s->stacks, s->stack_size);
+    if (!lo)
+        lo = chan__stack_warm(&s->cold, s->stack_size);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    if (lo)
+        return lo;
+    /* Both caches are empty: map a batch, keep one, cache the rest (the
+     * worker's cache is empty and holds at least a batch, sched.c). */
+    void *batch[CHAN_STACK_BATCH_MAX];
+    unsigned n = chan__stack_batch(s->stack_size);
+    if (n > w->stacks.max + 1)
+        n = w->stacks.max + 1;
+    int made = chan__stack_new(s->stack_size, batch, n);
+    if (made < 0) {
+        *err = made;
+        return NULL;
+    }
+    n = (unsigned)made;
+    for (unsigned i = 1; i < n; i++)
+        if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
+            chan__stack_free(batch[i], s->stack_size);
+    return batch[0];
+}
+
+chan__task_t *chan__task_stack_waiter(chan_sched_t *s)
+{
+    if (chan__taskq_len(&s->swait) == 0)
+        return NULL;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    chan__task_t *t =
+        chan__taskq_len(&s->swait) ? chan__taskq_take(&s->swait, 1) : NULL;
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    return t;
+}
+
+void chan__stack_warn(chan_sched_t *s, int err)
+{
+    if (atomic_exchange_explicit(&s->stack_warned, 1, memory_order_relaxed))
+        return;
+    int saved_errno = chan__errno_save();
+    const char *name = err == -ENOMEM ? "ENOMEM"
+                       : err == -EAGAIN ? "EAGAIN"
+                       : err == -EPERM  ? "EPERM"
+                                        : NULL;
+    char msg[160], code[24];
+    if (!name) {
+        snprintf(code, sizeof code, "errno %d", -err);
+        name = code;
+    }
+    int len = snprintf(msg, sizeof msg,
+                       "libchan: cannot map a task stack of %zu bytes (%s); "
+                       "retrying\n",
+                       s->stack_size, name);
+    if (len > 0) {
+        size_t n = (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1;
+        ssize_t rc = write(STDERR_FILENO, msg, n);
+        (void)rc; /* nothing to do if standard error is gone */
+    }
+    chan__errno_restore(saved_errno);
+}
+
+void chan__stack_wait(chan_sched_t *s, chan__task_t *t)
+{
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    chan__taskq_append(&s->swait, t, t, 1);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+}
+
+chan__task_t *chan__stack_give(chan__worker_t *w, void *lo)
+{
+    chan_sched_t *s = w->sched;
+    /* A task waiting for a stack gets this one: its caller runs it next
+     * there, where it finds lo at the top of the worker's cache.  (A
+     * waiter that comes just after this check waits for the next stack,
+     * or the retry.) */
+    chan__task_t *waiter = CHAN_UNLIKELY(chan__taskq_len(&s->swait) != 0)
+                               ? chan__task_stack_waiter(s)
+                               : NULL;
+    if (chan__stack_put(&w->stacks, lo, s->stack_size))
+        return waiter;
+    /* Beyond the caches the stack goes cold rather than being unmapped:
+     * unmapping one stack of a batch splits the kernel's mapping, which
+     * costs several times more, and the next burst of tasks needs the
+     * stacks again. */
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    int kept = chan__stack_put(&s->stacks, lo, s->stack_size) ||
+               chan__stack_cool(&s->cold, lo, s->stack_size);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    if (!kept)
+        chan__stack_free(lo, s->stack_size);
+    return waiter;
 }

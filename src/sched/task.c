@@ -168,115 +168,6 @@ void chan__task_worker_init(chan__worker_t *w)
     (void)w;
 }
 
-/* ---------------------------------------------------------------- stacks */
-
-/* A stack for a new task run by w, or NULL with *err set to the negative
- * errno of the mapping that failed. */
-static void *stack_get(chan__worker_t *w, int *err)
-{
-    chan_sched_t *s = w->sched;
-    void *lo = chan__stack_get(&w->stacks, s->stack_size);
-    if (lo)
-        return lo;
-    chan__check(pthread_mutex_lock(&s->stack_mu));
-    lo = chan__stack_get(&s->stacks, s->stack_size);
-    if (!lo)
-        lo = chan__stack_warm(&s->cold, s->stack_size);
-    chan__check(pthread_mutex_unlock(&s->stack_mu));
-    if (lo)
-        return lo;
-    /* Both caches are empty: map a batch, keep one, cache the rest (the
-     * worker's cache is empty and holds at least a batch, sched.c). */
-    void *batch[CHAN_STACK_BATCH_MAX];
-    unsigned n = chan__stack_batch(s->stack_size);
-    if (n > w->stacks.max + 1)
-        n = w->stacks.max + 1;
-    int made = chan__stack_new(s->stack_size, batch, n);
-    if (made < 0) {
-        *err = made;
-        return NULL;
-    }
-    n = (unsigned)made;
-    for (unsigned i = 1; i < n; i++)
-        if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
-            chan__stack_free(batch[i], s->stack_size);
-    return batch[0];
-}
-
-chan__task_t *chan__task_stack_waiter(chan_sched_t *s)
-{
-    if (chan__taskq_len(&s->swait) == 0)
-        return NULL;
-    chan__check(pthread_mutex_lock(&s->stack_mu));
-    chan__task_t *t =
-        chan__taskq_len(&s->swait) ? chan__taskq_take(&s->swait, 1) : NULL;
-    chan__check(pthread_mutex_unlock(&s->stack_mu));
-    return t;
-}
-
-/*
- * Says once per scheduler, on standard error, that a stack could not be
- * mapped (err, a negative errno): tasks then wait, and chan_go may fail,
- * for reasons the program cannot see otherwise.  Called by a worker, on
- * its own stack.
- */
-static void stack_warn(chan_sched_t *s, int err)
-{
-    if (atomic_exchange_explicit(&s->stack_warned, 1, memory_order_relaxed))
-        return;
-    int saved_errno = chan__errno_save();
-    const char *name = err == -ENOMEM ? "ENOMEM"
-                       : err == -EAGAIN ? "EAGAIN"
-                       : err == -EPERM  ? "EPERM"
-                                        : NULL;
-    char msg[160], code[24];
-    if (!name) {
-        snprintf(code, sizeof code, "errno %d", -err);
-        name = code;
-    }
-    int len = snprintf(msg, sizeof msg,
-                       "libchan: cannot map a task stack of %zu bytes (%s); "
-                       "retrying\n",
-                       s->stack_size, name);
-    if (len > 0) {
-        size_t n = (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1;
-        ssize_t rc = write(STDERR_FILENO, msg, n);
-        (void)rc; /* nothing to do if standard error is gone */
-    }
-    chan__errno_restore(saved_errno);
-}
-
-/* t found no stack: it waits for one (sched.h). */
-static void stack_wait(chan_sched_t *s, chan__task_t *t)
-{
-    chan__check(pthread_mutex_lock(&s->stack_mu));
-    chan__taskq_append(&s->swait, t, t, 1);
-    chan__check(pthread_mutex_unlock(&s->stack_mu));
-}
-
-static void stack_put(chan__worker_t *w, void *lo)
-{
-    chan_sched_t *s = w->sched;
-    /* A task waiting for a stack gets this one: it runs next here, where
-     * it finds lo at the top of the worker's cache.  (A waiter that comes
-     * just after this check waits for the next stack, or the retry.) */
-    chan__task_t *waiter = chan__task_stack_waiter(s);
-    if (waiter)
-        chan__sched_push_local(w, waiter);
-    if (chan__stack_put(&w->stacks, lo, s->stack_size))
-        return;
-    /* Beyond the caches the stack goes cold rather than being unmapped:
-     * unmapping one stack of a batch splits the kernel's mapping, which
-     * costs several times more, and the next burst of tasks needs the
-     * stacks again. */
-    chan__check(pthread_mutex_lock(&s->stack_mu));
-    int kept = chan__stack_put(&s->stacks, lo, s->stack_size) ||
-               chan__stack_cool(&s->cold, lo, s->stack_size);
-    chan__check(pthread_mutex_unlock(&s->stack_mu));
-    if (!kept)
-        chan__stack_free(lo, s->stack_size);
-}
-
 /* ---------------------------------------------------------------- park */
 
 static void task_timeout(chan__timer_t *timer, int64_t now)
@@ -531,7 +422,10 @@ static void task_finish(chan__worker_t *w, chan__task_t *t)
 {
     /* No task any more, for a dump (relaxed: it only ever sees an id). */
     atomic_store_explicit(&t->id, 0, memory_order_relaxed);
-    stack_put(w, t->stack); /* the TSan fiber stays with the stack */
+    /* The TSan fiber stays with the stack. */
+    chan__task_t *waiter = chan__stack_give(w, t->stack);
+    if (waiter)
+        chan__sched_push_local(w, waiter);
     task_release(w, t);
     /* Counted off sched->ntasks by chan__task_flush, in a batch. */
     w->finished++;
@@ -570,12 +464,12 @@ chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
 {
     if (CHAN_UNLIKELY(!t->ctx.sp)) { /* (t->stack is on a colder line) */
         int err = -ENOMEM;
-        void *lo = stack_get(w, &err);
+        void *lo = chan__stack_take(w, &err);
         if (!lo) {
             /* No memory (or mappings) for a stack now: wait until a task
              * finishes and frees one, or a retry maps one (sched.h). */
-            stack_warn(w->sched, err);
-            stack_wait(w->sched, t);
+            chan__stack_warn(w->sched, err);
+            chan__stack_wait(w->sched, t);
             return NULL;
         }
         task_set_stack(t, lo);
