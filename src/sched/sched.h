@@ -1,6 +1,9 @@
 /*
- * sched.h - the M:N scheduler's objects, shared by sched.c (workers, run
- * queues, idling) and task.c (tasks: start, switch, park, finish).
+ * sched.h - the M:N scheduler's objects, shared by its files: api.c (the
+ * public API), task.c (tasks: their structs, switch, park, finish, and
+ * the worker loop that runs them), sched.c (the running worker, run
+ * queues, idling), stack.c (stacks and the stack policy) and dump.c
+ * (task dumps).  api.c says which calls which.
  *
  * Shape.  A scheduler owns N worker threads.  Each worker runs tasks
  * (coroutines with their own stacks) one at a time: it switches to a task,
@@ -200,15 +203,6 @@ static inline chan__task_t *chan__taskq_take(chan__taskq_t *q, size_t n)
     return first;
 }
 
-/*
- * chan__task_flush - count the tasks that finished on w off
- * sched->ntasks, waking chan_sched_wait if none is left (task.c).  Called
- * by w's thread whenever it runs out of work: a task's return only counts
- * it in w->finished, so that starting and finishing tasks on two workers
- * does not bounce ntasks' cache line between them at every task.
- */
-CHAN_INTERNAL void chan__task_flush(chan__worker_t *w);
-
 /* chan__task_drain - free the task structs cached by w (task.c). */
 CHAN_INTERNAL void chan__task_drain(chan__worker_t *w);
 
@@ -302,7 +296,7 @@ struct chan_sched {
     /* Live tasks (started, not finished), and the callers of
      * chan_sched_wait waiting for them to reach 0 (threads or tasks of
      * other schedulers, each parked on a waiter on its own stack, in any
-     * order; see chan__task_flush). */
+     * order; see task_flush in task.c). */
     _Atomic size_t ntasks;
     pthread_mutex_t done_mu;
     chan__event_waiter_t *done_waiters; /* done_mu (waitq.h) */
@@ -347,6 +341,10 @@ struct chan_sched {
  */
 CHAN_INTERNAL chan__worker_t *chan__worker_self(void);
 
+/* chan__worker_bind - make w (or NULL) the worker of the calling thread;
+ * by the worker thread itself, as it starts and ends. */
+CHAN_INTERNAL void chan__worker_bind(chan__worker_t *w);
+
 /*
  * chan__task_worker - the worker running the calling task, or NULL when
  * the caller is no task (a plain thread, or a worker between tasks).  Not
@@ -365,6 +363,14 @@ static inline chan__worker_t *chan__in_task_of(const chan_sched_t *s)
     chan__worker_t *w = chan__worker_self();
     return w && w->current && w->sched == s ? w : NULL;
 }
+
+/* chan__sched_find - one look at every queue w may take a task from; the
+ * task, or NULL.  Called by w's thread. */
+CHAN_INTERNAL chan__task_t *chan__sched_find(chan__worker_t *w);
+
+/* chan__sched_idle - spin, then sleep, until w has a task (returned) or
+ * the scheduler stops (NULL).  Called by w's thread once it found none. */
+CHAN_INTERNAL chan__task_t *chan__sched_idle(chan__worker_t *w);
 
 /*
  * chan__sched_ready - make t runnable (it is not on any queue).  From a
@@ -386,15 +392,21 @@ CHAN_INTERNAL void chan__sched_push_global(chan_sched_t *s, chan__task_t *t);
 
 /* ---------------------------------------------------------------- task.c */
 
-/*
- * chan__task_run - run t on w until it switches back, then do what it
- * asked.  Returns a task to run at once (t itself, when a park found the
- * wakeup already there), or NULL.  Called by w's thread only.
- */
-CHAN_INTERNAL chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t);
+/* chan__task_worker_main - the body of worker thread w (arg): runs tasks
+ * until the scheduler stops. */
+CHAN_INTERNAL void *chan__task_worker_main(void *arg);
 
-/* chan__task_worker_init - per-thread setup of a worker (sanitizers). */
-CHAN_INTERNAL void chan__task_worker_init(chan__worker_t *w);
+/*
+ * chan__task_go - chan_go_at with valid arguments (s not NULL): start
+ * fn(arg) as a new task of s, recording file and line for the dump.
+ * Returns 0 or -ENOMEM.
+ */
+CHAN_INTERNAL int chan__task_go(chan_sched_t *s, void (*fn)(void *arg),
+                                void *arg, const char *file, int line);
+
+/* chan__task_yield - the running task t goes to the back of its worker's
+ * queue and lets the worker run another. */
+CHAN_INTERNAL void chan__task_yield(chan__task_t *t);
 
 /* The park hook installed for tasks (park.h). */
 CHAN_INTERNAL chan__parker_t *chan__task_parker(void);

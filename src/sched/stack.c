@@ -542,7 +542,7 @@ void *chan__stack_take(chan__worker_t *w, int *err)
     if (lo)
         return lo;
     /* Both caches are empty: map a batch, keep one, cache the rest (the
-     * worker's cache is empty and holds at least a batch, sched.c). */
+     * worker's cache is empty and holds at least a batch, api.c). */
     void *batch[CHAN_STACK_BATCH_MAX];
     unsigned n = chan__stack_batch(s->stack_size);
     if (n > w->stacks.max + 1)

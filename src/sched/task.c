@@ -1,7 +1,7 @@
 /*
- * task.c - tasks: starting one (chan_go), switching between a task and its
- * worker, parking and waking (the task side of park.h), yielding,
- * sleeping, finishing.
+ * task.c - a task's life: its struct (made for chan_go, cached when it
+ * finishes), switching between a task and its worker, parking and waking
+ * (the task side of park.h), yielding, finishing.
  *
  * Parking without a race.  A task that must wait does not publish that it
  * sleeps: it leaves CHAN_AFTER_PARK in its worker and switches to the
@@ -149,7 +149,8 @@ static void task_main(void *arg)
     chan__assert(!"a finished task was resumed");
 }
 
-void chan__task_worker_init(chan__worker_t *w)
+/* Per-thread setup of a worker (sanitizers). */
+static void worker_init(chan__worker_t *w)
 {
 #ifdef CHAN_ASAN
     pthread_attr_t attr;
@@ -427,11 +428,18 @@ static void task_finish(chan__worker_t *w, chan__task_t *t)
     if (waiter)
         chan__sched_push_local(w, waiter);
     task_release(w, t);
-    /* Counted off sched->ntasks by chan__task_flush, in a batch. */
+    /* Counted off sched->ntasks by task_flush, in a batch. */
     w->finished++;
 }
 
-void chan__task_flush(chan__worker_t *w)
+/*
+ * Counts the tasks that finished on w off sched->ntasks, waking
+ * chan_sched_wait if none is left.  Called by w's thread whenever it runs
+ * out of work: a task's return only counts it in w->finished, so that
+ * starting and finishing tasks on two workers does not bounce ntasks'
+ * cache line between them at every task.
+ */
+static void task_flush(chan__worker_t *w)
 {
     size_t n = w->finished;
     if (n == 0)
@@ -460,7 +468,12 @@ static void task_set_stack(chan__task_t *t, void *lo)
 #endif
 }
 
-chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
+/*
+ * Runs t on w until it switches back, then does what it asked.  Returns a
+ * task to run at once (t itself, when a park found the wakeup already
+ * there), or NULL.  Called by w's thread only.
+ */
+static chan__task_t *task_run(chan__worker_t *w, chan__task_t *t)
 {
     if (CHAN_UNLIKELY(!t->ctx.sp)) { /* (t->stack is on a colder line) */
         int err = -ENOMEM;
@@ -496,39 +509,41 @@ chan__task_t *chan__task_run(chan__worker_t *w, chan__task_t *t)
     }
 }
 
-/* ---------------------------------------------------------------- API */
 
-int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
-               const char *file, int line)
+void *chan__task_worker_main(void *arg)
 {
-    if (!fn)
-        return -EINVAL;
-    if (!s) {
-        s = chan_sched_current();
-        if (!s)
-            return -EINVAL;
+    chan__worker_t *w = arg;
+    chan__worker_bind(w);
+    worker_init(w);
+    chan__task_t *t = NULL;
+    for (;;) {
+        if (!t)
+            t = chan__sched_find(w);
+        if (!t) {
+            task_flush(w);
+            t = chan__sched_idle(w);
+        }
+        if (!t)
+            break;
+        t = task_run(w, t);
     }
-    /*
-     * Tasks normally get their stacks when they first run.  But while
-     * earlier tasks wait for stacks (memory, or the kernel's mappings,
-     * ran out), this one gets its stack now or is refused: queueing a
-     * task that has no stack to run on, in a program that keeps starting
-     * tasks, would only add to the wait, and the caller could not tell.
-     * The load is a hint: a task queued while the first waiter appears
-     * simply waits with it.
-     */
-    void *lo = NULL;
-    if (CHAN_UNLIKELY(chan__taskq_len(&s->swait) != 0) &&
-        chan__stack_new(s->stack_size, &lo, 1) < 0)
-        return -ENOMEM;
-    /* From this worker's cache when started by a task of s. */
-    chan__worker_t *w = chan__in_task_of(s);
+    chan__worker_bind(NULL);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- start */
+
+/* A new task of s running fn(arg), started by chan_go at file and line,
+ * in a struct from w's cache (w: the worker of the calling task of s, or
+ * NULL), with the stack lo if not NULL (else it gets one when it first
+ * runs); NULL if memory runs out. */
+static chan__task_t *task_make(chan_sched_t *s, chan__worker_t *w,
+                               void (*fn)(void *arg), void *arg,
+                               const char *file, int line, void *lo)
+{
     chan__task_t *t = task_alloc(s, w);
-    if (!t) {
-        if (lo)
-            chan__stack_free(lo, s->stack_size);
-        return -ENOMEM;
-    }
+    if (!t)
+        return NULL;
     /* A struct from a cache still holds its last task's fields; what
      * task_new zeroed is reset here.  The fields a dump reads (id,
      * parker.state, the note) are atomics and written as such; the note's
@@ -553,40 +568,40 @@ int chan_go_at(chan_sched_t *s, void (*fn)(void *arg), void *arg,
     atomic_store_explicit(&t->id, task_id(s, w), memory_order_release);
     if (lo)
         task_set_stack(t, lo);
+    return t;
+}
+
+int chan__task_go(chan_sched_t *s, void (*fn)(void *arg), void *arg,
+                  const char *file, int line)
+{
+    /*
+     * Tasks normally get their stacks when they first run.  But while
+     * earlier tasks wait for stacks (memory, or the kernel's mappings,
+     * ran out), this one gets its stack now or is refused: queueing a
+     * task that has no stack to run on, in a program that keeps starting
+     * tasks, would only add to the wait, and the caller could not tell.
+     * The load is a hint: a task queued while the first waiter appears
+     * simply waits with it.
+     */
+    void *lo = NULL;
+    if (CHAN_UNLIKELY(chan__taskq_len(&s->swait) != 0) &&
+        chan__stack_new(s->stack_size, &lo, 1) < 0)
+        return -ENOMEM;
+    /* From this worker's cache when started by a task of s. */
+    chan__worker_t *w = chan__in_task_of(s);
+    chan__task_t *t = task_make(s, w, fn, arg, file, line, lo);
+    if (!t) {
+        if (lo)
+            chan__stack_free(lo, s->stack_size);
+        return -ENOMEM;
+    }
     /* Counted before it is queued, so chan_sched_wait cannot miss it. */
     atomic_fetch_add_explicit(&s->ntasks, 1, memory_order_relaxed);
     chan__sched_spawn(s, t);
     return 0;
 }
 
-/* The function behind the chan_go macro of chan.h, for callers that take
- * its address or bypass the macro. */
-int(chan_go)(chan_sched_t *s, void (*fn)(void *arg), void *arg)
+void chan__task_yield(chan__task_t *t)
 {
-    return chan_go_at(s, fn, arg, NULL, 0);
-}
-
-chan_sched_t *chan_sched_current(void)
-{
-    chan__worker_t *w = chan__task_worker();
-    return w ? w->sched : NULL;
-}
-
-void chan_yield(void)
-{
-    chan__worker_t *w = chan__task_worker();
-    if (!w) {
-        sched_yield();
-        return;
-    }
-    switch_to_worker(w->current, CHAN_AFTER_YIELD);
-}
-
-int chan_sleep(int64_t ns)
-{
-    if (ns <= 0)
-        return 0;
-    /* The same code sleeps a task (parked, its worker free) or a thread. */
-    (void)chan__sleep_until(chan__deadline(ns));
-    return 0;
+    switch_to_worker(t, CHAN_AFTER_YIELD);
 }
