@@ -782,18 +782,26 @@ Test(chan, blocked_receivers_served_in_order)
     }
 }
 
+/*
+ * How long the waiter in the middle of the queue waits before it gives up.
+ * op_start_blocked must see it asleep in the call first (three looks, a
+ * millisecond apart), which a loaded machine can delay by tens of
+ * milliseconds: the timeout leaves ample room for that.
+ */
+#define MIDDLE_TIMEOUT_NS (500 * TEST_MS)
+
 Test(chan, timed_out_waiter_leaves_the_queue)
 {
     chan_t *c = chan_make(sizeof(int), 0);
     struct op r[3];
     op_start_blocked(&r[0], c, OP_RECV, SENTINEL, 0);
-    op_start_blocked(&r[1], c, OP_TIMEDRECV, SENTINEL, 30 * TEST_MS);
+    op_start_blocked(&r[1], c, OP_TIMEDRECV, SENTINEL, MIDDLE_TIMEOUT_NS);
     op_start_blocked(&r[2], c, OP_RECV, SENTINEL, 0);
     /* Wait until the middle one has given up. */
     cr_assert(test_wait_nonzero(&r[1].call.done, 30000 * TEST_MS));
     cr_assert_eq(op_join(&r[1]), -ETIMEDOUT);
     cr_assert_eq(r[1].value, SENTINEL);
-    check_on_time(r[1].elapsed, 30 * TEST_MS);
+    check_on_time(r[1].elapsed, MIDDLE_TIMEOUT_NS);
     cr_assert_eq(chan_send(c, &(int){ 1 }), 0);
     cr_assert_eq(chan_send(c, &(int){ 2 }), 0);
     cr_assert_eq(op_join(&r[0]), 0);
@@ -806,7 +814,7 @@ Test(chan, timed_out_waiter_leaves_the_queue)
     cr_assert_eq(chan_send(b, &(int){ 0 }), 0);
     struct op s[3];
     op_start_blocked(&s[0], b, OP_SEND, 1, 0);
-    op_start_blocked(&s[1], b, OP_TIMEDSEND, 2, 30 * TEST_MS);
+    op_start_blocked(&s[1], b, OP_TIMEDSEND, 2, MIDDLE_TIMEOUT_NS);
     op_start_blocked(&s[2], b, OP_SEND, 3, 0);
     cr_assert(test_wait_nonzero(&s[1].call.done, 30000 * TEST_MS));
     cr_assert_eq(op_join(&s[1]), -ETIMEDOUT);
