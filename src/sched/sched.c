@@ -471,6 +471,153 @@ static chan__task_t *poll_net(chan__worker_t *w, int block)
 }
 
 /*
+ * The spinning half of idle(): registered as a spinner, looks for work,
+ * then naps while others are busy.  Returns a task (having stopped
+ * spinning), or NULL when it is time to sleep, still registered as a
+ * spinner, with *held set if it took the blocking poll to sleep in.
+ */
+static chan__task_t *spin(chan__worker_t *w, int *held)
+{
+    chan_sched_t *s = w->sched;
+    int pending = 0; /* naps waiting for the poll */
+    atomic_fetch_add_explicit(&s->idle_word, SPIN_ONE,
+                              memory_order_seq_cst);
+    for (int i = 0;; i++) {
+        chan__task_t *t = find_work(w, 0);
+        if (!t && i >= SPIN_ROUNDS)
+            t = steal_stale_next(w);
+        if (!t && (i >= SPIN_ROUNDS || i % LOOK_EVERY == LOOK_EVERY - 1) &&
+            chan__netpoll_hold(0) > 0)
+            t = poll_net(w, 0);
+        if (t) {
+            stop_spinning(s);
+            return t;
+        }
+        if (i < SPIN_ROUNDS) {
+            if (i % 8 == 7) {
+                sched_yield();
+            } else {
+                for (int j = 0; j < SPIN_PAUSES; j++)
+                    chan__cpu_relax();
+            }
+            continue;
+        }
+        /* Others are busy (or were, since the last nap): stay a
+         * spinner, napping, so that their wakeups need not wake a
+         * sleeper (a system call each). */
+        if (!others_busy(w)) {
+            /* About to sleep: in the poll, if it can be had.  The
+             * poller thread, asked to hand it over, does so as soon
+             * as it runs: nap meanwhile, for a while at most. */
+            int h = chan__netpoll_hold(1);
+            if (h > 0)
+                *held = 1;
+            if (h >= 0 || ++pending > HANDOVER_NAPS)
+                return NULL;
+        }
+        struct timespec nap = { 0, SPIN_NAP_NS };
+        int saved_errno = chan__errno_save(); /* EINTR */
+        nanosleep(&nap, NULL);
+        chan__errno_restore(saved_errno);
+        i = SPIN_ROUNDS; /* (no overflow however long it naps) */
+    }
+
+}
+
+/*
+ * The sleeping half of idle(), for a spinner that spin() sent to sleep
+ * (holding the blocking poll if held): turns idle, looks once more, then
+ * sleeps in the poll or on idle_cv.  Returns 1 with *out set to a task,
+ * or to NULL when the scheduler stops; 0 to spin again (after a token, a
+ * stack retry that found nothing, or a poll that woke nothing here).
+ */
+static int sleep_idle(chan__worker_t *w, int held, chan__task_t **out)
+{
+    chan_sched_t *s = w->sched;
+    /* Spinning -> idle in one step (unsigned arithmetic wraps), then
+     * the last look. */
+    atomic_fetch_add_explicit(&s->idle_word, IDLE_ONE - SPIN_ONE,
+                              memory_order_seq_cst);
+    chan__task_t *t = find_work(w, 1);
+    if (t) {
+        atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
+                                  memory_order_seq_cst);
+        if (held)
+            chan__netpoll_release(1);
+        *out = t;
+        return 1;
+    }
+    chan__check(pthread_mutex_lock(&s->idle_mu));
+    int retry = 0, polled = 0;
+    while (s->tokens == 0 && !s->stop && !retry && !polled) {
+        if (chan__taskq_len(&s->swait) == 0) {
+            if (!held) {
+                chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
+                continue;
+            }
+            /* Published under idle_mu before the wait begins: a
+             * notify() after this kicks, and a kick before the wait
+             * ends it at once. */
+            s->poll_sleeper = w;
+            chan__check(pthread_mutex_unlock(&s->idle_mu));
+            t = poll_net(w, 1);
+            held = 0;
+            chan__check(pthread_mutex_lock(&s->idle_mu));
+            s->poll_sleeper = NULL;
+            s->poll_kicked = 0;
+            polled = 1;
+            continue;
+        }
+        /* Tasks wait for stacks: try one again now and then, in case
+         * memory came back some other way than a task finishing.
+         * (Not in the poll, which this leaves to others.) */
+        if (held) {
+            chan__netpoll_release(1);
+            held = 0;
+        }
+        struct timespec ts;
+        chan__check(clock_gettime(CLOCK_MONOTONIC, &ts));
+        ts.tv_nsec += STACK_RETRY_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc = pthread_cond_timedwait(&s->idle_cv, &s->idle_mu, &ts);
+        if (rc == ETIMEDOUT)
+            retry = 1;
+        else
+            chan__check(rc);
+    }
+    /* (A worker back from the poll leaves tokens to idle_cv's.) */
+    int token = !polled && s->tokens > 0;
+    if (token)
+        s->tokens--;
+    /* stop set, nothing left to do (waiting tasks count in ntasks) */
+    int stop = !token && !retry && !polled;
+    atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
+                              memory_order_seq_cst);
+    chan__check(pthread_mutex_unlock(&s->idle_mu));
+    if (held) /* a token or stop came first */
+        chan__netpoll_release(1);
+    if (stop) {
+        *out = NULL;
+        return 1;
+    }
+    if (t) {
+        /* More of them queued: wake a helper, as stop_spinning does. */
+        if (atomic_load_explicit(&w->len, memory_order_relaxed))
+            notify(s);
+        *out = t;
+        return 1;
+    }
+    if (!token && (t = chan__task_stack_waiter(s)) != NULL) {
+        *out = t;
+        return 1;
+    }
+    return 0;
+}
+
+/*
  * Spins, then sleeps, until there is work (returned) or the scheduler
  * stops (NULL).
  *
@@ -486,124 +633,12 @@ static chan__task_t *poll_net(chan__worker_t *w, int block)
  */
 static chan__task_t *idle(chan__worker_t *w)
 {
-    chan_sched_t *s = w->sched;
     for (;;) {
-        int held = 0, pending = 0; /* the blocking poll; naps waiting for it */
-        atomic_fetch_add_explicit(&s->idle_word, SPIN_ONE,
-                                  memory_order_seq_cst);
-        for (int i = 0;; i++) {
-            chan__task_t *t = find_work(w, 0);
-            if (!t && i >= SPIN_ROUNDS)
-                t = steal_stale_next(w);
-            if (!t && (i >= SPIN_ROUNDS || i % LOOK_EVERY == LOOK_EVERY - 1) &&
-                chan__netpoll_hold(0) > 0)
-                t = poll_net(w, 0);
-            if (t) {
-                stop_spinning(s);
-                return t;
-            }
-            if (i < SPIN_ROUNDS) {
-                if (i % 8 == 7) {
-                    sched_yield();
-                } else {
-                    for (int j = 0; j < SPIN_PAUSES; j++)
-                        chan__cpu_relax();
-                }
-                continue;
-            }
-            /* Others are busy (or were, since the last nap): stay a
-             * spinner, napping, so that their wakeups need not wake a
-             * sleeper (a system call each). */
-            if (!others_busy(w)) {
-                /* About to sleep: in the poll, if it can be had.  The
-                 * poller thread, asked to hand it over, does so as soon
-                 * as it runs: nap meanwhile, for a while at most. */
-                int h = chan__netpoll_hold(1);
-                if (h > 0)
-                    held = 1;
-                if (h >= 0 || ++pending > HANDOVER_NAPS)
-                    break;
-            }
-            struct timespec nap = { 0, SPIN_NAP_NS };
-            int saved_errno = chan__errno_save(); /* EINTR */
-            nanosleep(&nap, NULL);
-            chan__errno_restore(saved_errno);
-            i = SPIN_ROUNDS; /* (no overflow however long it naps) */
-        }
-
-        /* Spinning -> idle in one step (unsigned arithmetic wraps), then
-         * the last look. */
-        atomic_fetch_add_explicit(&s->idle_word, IDLE_ONE - SPIN_ONE,
-                                  memory_order_seq_cst);
-        chan__task_t *t = find_work(w, 1);
-        if (t) {
-            atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
-                                      memory_order_seq_cst);
-            if (held)
-                chan__netpoll_release(1);
+        int held = 0; /* the blocking poll, taken by spin() */
+        chan__task_t *t = spin(w, &held);
+        if (t)
             return t;
-        }
-        chan__check(pthread_mutex_lock(&s->idle_mu));
-        int retry = 0, polled = 0;
-        while (s->tokens == 0 && !s->stop && !retry && !polled) {
-            if (chan__taskq_len(&s->swait) == 0) {
-                if (!held) {
-                    chan__check(pthread_cond_wait(&s->idle_cv, &s->idle_mu));
-                    continue;
-                }
-                /* Published under idle_mu before the wait begins: a
-                 * notify() after this kicks, and a kick before the wait
-                 * ends it at once. */
-                s->poll_sleeper = w;
-                chan__check(pthread_mutex_unlock(&s->idle_mu));
-                t = poll_net(w, 1);
-                held = 0;
-                chan__check(pthread_mutex_lock(&s->idle_mu));
-                s->poll_sleeper = NULL;
-                s->poll_kicked = 0;
-                polled = 1;
-                continue;
-            }
-            /* Tasks wait for stacks: try one again now and then, in case
-             * memory came back some other way than a task finishing.
-             * (Not in the poll, which this leaves to others.) */
-            if (held) {
-                chan__netpoll_release(1);
-                held = 0;
-            }
-            struct timespec ts;
-            chan__check(clock_gettime(CLOCK_MONOTONIC, &ts));
-            ts.tv_nsec += STACK_RETRY_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            int rc = pthread_cond_timedwait(&s->idle_cv, &s->idle_mu, &ts);
-            if (rc == ETIMEDOUT)
-                retry = 1;
-            else
-                chan__check(rc);
-        }
-        /* (A worker back from the poll leaves tokens to idle_cv's.) */
-        int token = !polled && s->tokens > 0;
-        if (token)
-            s->tokens--;
-        /* stop set, nothing left to do (waiting tasks count in ntasks) */
-        int stop = !token && !retry && !polled;
-        atomic_fetch_sub_explicit(&s->idle_word, IDLE_ONE,
-                                  memory_order_seq_cst);
-        chan__check(pthread_mutex_unlock(&s->idle_mu));
-        if (held) /* a token or stop came first */
-            chan__netpoll_release(1);
-        if (stop)
-            return NULL;
-        if (t) {
-            /* More of them queued: wake a helper, as stop_spinning does. */
-            if (atomic_load_explicit(&w->len, memory_order_relaxed))
-                notify(s);
-            return t;
-        }
-        if (!token && (t = chan__task_stack_waiter(s)) != NULL)
+        if (sleep_idle(w, held, &t))
             return t;
     }
 }
