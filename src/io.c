@@ -155,8 +155,18 @@ struct rw {
     char *buf;
     size_t len;
     size_t done;    /* chan_write: bytes written so far */
-    int sock;       /* chan_write: -1 unknown, 1 socket, 0 not a socket */
+    int sock;       /* -1 unknown, 1 socket, 0 not a socket */
 };
+
+/* A socket call said ENOTSOCK: fd is a pipe, a terminal or a file, read
+ * and written with read(2) and write(2) from now on, once it is made
+ * non-blocking.  Restores errno to saved; 0 or a negative errno. */
+static int not_a_socket(struct rw *a, int fd, int saved)
+{
+    a->sock = 0;
+    chan__errno_restore(saved);
+    return nonblock(fd);
+}
 
 CHAN_NOINLINE static ssize_t try_read(int fd, void *ctx)
 {
@@ -167,9 +177,7 @@ CHAN_NOINLINE static ssize_t try_read(int fd, void *ctx)
         if (a->sock != 0) {
             n = recv(fd, a->buf, a->len, MSG_DONTWAIT);
             if (n < 0 && errno == ENOTSOCK) {
-                a->sock = 0;
-                chan__errno_restore(saved);
-                int rc = nonblock(fd);
+                int rc = not_a_socket(a, fd, saved);
                 if (rc < 0)
                     return rc;
                 continue;
@@ -233,9 +241,7 @@ CHAN_NOINLINE static ssize_t try_write(int fd, void *ctx)
             n = send(fd, p, k, MSG_NOSIGNAL | MSG_DONTWAIT);
             e = errno;
             if (n < 0 && e == ENOTSOCK) {
-                a->sock = 0;
-                chan__errno_restore(saved);
-                int rc = nonblock(fd);
+                int rc = not_a_socket(a, fd, saved);
                 if (rc < 0)
                     return rc;
                 continue;
