@@ -142,9 +142,9 @@ typedef struct chan_nng_opts {
  * `out` is required for PUSH, PUB and PAIR and must be NULL otherwise; `in`
  * is required for PULL, SUB and PAIR and must be NULL otherwise.
  * `elem_size` must be the elem_size of `out` and `in` (the bridge copies
- * that many bytes per value; it checks it with chan_elem_size() where
- * libchan provides that) and must fit in 32 bits.  `err` may be NULL, or an
- * int channel (see "Errors" at the top of this file).
+ * that many bytes per value; it checks it with chan_elem_size()) and must
+ * fit in 32 bits.  `err` may be NULL, or an int channel (see "Errors" at
+ * the top of this file).
  *
  * The bridge takes its own reference to each channel and releases it in
  * chan_nng_close(); it owns the socket.  Does not block (beyond binding a

@@ -783,22 +783,23 @@ Test(nng, bad_arguments_are_refused)
     chan_release(notint);
 }
 
-Test(nng, channel_sizes_are_checked_where_libchan_tells_them)
+Test(nng, channel_sizes_are_checked)
 {
     chan_t *c = chan_make(sizeof(long), 1);
     chan_t *notint = chan_make(sizeof(long), 1);
+    chan_t *in = chan_make(sizeof(long), 1);
     chan_nng_t *b = (chan_nng_t *)0x1;
     const char *u = "inproc://libchan-test-sizes";
-    if (chan_nng_open(&b, CHAN_NNG_PUSH, CHAN_NNG_LISTEN, u, 4, c, NULL, NULL) == 0) {
-        chan_nng_close(b);
-        chan_release(c);
-        chan_release(notint);
-        cr_skip_test("this libchan has no chan_elem_size");
-    }
     cr_assert_eq(chan_nng_open(&b, CHAN_NNG_PUSH, CHAN_NNG_LISTEN, u, 4, c, NULL, NULL), -EINVAL);
+    cr_assert_eq(chan_nng_open(&b, CHAN_NNG_PULL, CHAN_NNG_LISTEN, u, 4, NULL, in, NULL), -EINVAL);
     cr_assert_eq(chan_nng_open(&b, CHAN_NNG_PUSH, CHAN_NNG_LISTEN, u, 8, c, NULL, notint), -EINVAL);
+    cr_assert_eq(b, (chan_nng_t *)0x1, "*bp is untouched on failure");
+    /* The right sizes are taken. */
+    cr_assert_eq(chan_nng_open(&b, CHAN_NNG_PUSH, CHAN_NNG_LISTEN, u, 8, c, NULL, NULL), 0);
+    cr_assert_eq(chan_nng_close(b), 0);
     chan_release(c);
     chan_release(notint);
+    chan_release(in);
 }
 
 Test(nng, a_taken_address_is_reported)

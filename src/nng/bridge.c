@@ -673,16 +673,10 @@ static int start(pthread_t *t, void *(*fn)(void *), struct chan_nng *b)
     return -rc;
 }
 
-/*
- * chan_elem_size is part of libchan's contract but newer than this file's
- * first users' libchan; a weak reference lets the bridge check elem_size
- * against the channels where libchan has it, and build where it has not.
- */
-extern size_t chan_elem_size(chan_t *ch) __attribute__((weak));
-
+/* A channel given to a bridge must carry values of the bridge's size. */
 static bool size_ok(chan_t *ch, size_t esize)
 {
-    return ch == NULL || chan_elem_size == NULL || chan_elem_size(ch) == esize;
+    return ch == NULL || chan_elem_size(ch) == esize;
 }
 
 static int open_bridge(chan_nng_t **bp, enum chan_nng_proto proto,
