@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
 
 TestSuite(nng, .timeout = 120);
@@ -211,6 +212,68 @@ static void two_pullers(enum transport t)
 
 Test(nng, two_pullers_lose_and_duplicate_nothing_tcp) { two_pullers(TCP); }
 Test(nng, two_pullers_lose_and_duplicate_nothing_ipc) { two_pullers(IPC); }
+
+/* The kind byte of the next message a raw nng socket receives (1 data,
+ * 2 end of stream), -ETIMEDOUT if none comes within timeout_ms. */
+static int raw_kind(nng_socket s, int timeout_ms)
+{
+    cr_assert_eq(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms), 0);
+    nng_msg *m;
+    int rv = nng_recvmsg(s, &m, 0);
+    if (rv == NNG_ETIMEDOUT)
+        return -ETIMEDOUT;
+    cr_assert_eq(rv, 0, "nng_recvmsg: %s", nng_strerror(rv));
+    const uint8_t *p = nng_msg_body(m);
+    cr_assert_geq(nng_msg_len(m), 8);
+    cr_assert(p[0] == 0x63 && p[1] == 0x6e && p[2] == 1);
+    int k = p[3];
+    nng_msg_free(m);
+    return k;
+}
+
+/*
+ * Push sends its end of stream to one puller at a time: the next only once
+ * a puller has left.  A puller that has its end of stream gets nothing more
+ * while it disconnects (with nng 1.5 a connection closed by its receiver
+ * while a message arrives can hang every later close in the process).
+ */
+Test(nng, push_sends_one_end_of_stream_per_puller_that_leaves)
+{
+    chan_t *out = chan_make(sizeof(long), 4);
+    char url[128];
+    chan_nng_t *push;
+    cr_assert_eq(chan_nng_open(&push, CHAN_NNG_PUSH, CHAN_NNG_LISTEN,
+                               "tcp://127.0.0.1:0", sizeof(long), out, NULL,
+                               NULL), 0);
+    dial_url(url, sizeof url, "tcp://", push);
+    nng_socket a, b;
+    cr_assert_eq(nng_pull0_open(&a), 0);
+    cr_assert_eq(nng_dial(a, url, NULL, 0), 0);
+    cr_assert_eq(chan_nng_wait_peers(push, 1, 10 * SEC), 0);
+    long v = 7;
+    cr_assert_eq(chan_send(out, &v), 0);
+    cr_assert_eq(chan_close(out), 0);
+    cr_assert_eq(raw_kind(a, 10000), 1);
+    cr_assert_eq(raw_kind(a, 10000), 2);
+    /* A second puller joins while the first, which has its end of stream,
+     * stays connected: nobody gets another one meanwhile. */
+    cr_assert_eq(nng_pull0_open(&b), 0);
+    cr_assert_eq(nng_dial(b, url, NULL, 0), 0);
+    cr_assert_eq(chan_nng_wait_peers(push, 2, 10 * SEC), 0);
+    cr_assert_eq(raw_kind(a, 300), -ETIMEDOUT,
+                 "a second end of stream to a puller that has one");
+    cr_assert_eq(raw_kind(b, 300), -ETIMEDOUT,
+                 "an end of stream before a puller left");
+    cr_assert_eq(chan_nng_wait(push, 0), -EAGAIN);
+    /* The first leaves: the second gets its end of stream, leaves, and the
+     * push bridge has finished. */
+    cr_assert_eq(nng_close(a), 0);
+    cr_assert_eq(raw_kind(b, 10000), 2);
+    cr_assert_eq(nng_close(b), 0);
+    cr_assert_eq(chan_nng_wait(push, 10 * SEC), 0);
+    cr_assert_eq(chan_nng_close(push), 0);
+    chan_release(out);
+}
 
 /* Two pushers feed one puller that waits for both ends of stream. */
 Test(nng, pull_waits_for_the_end_of_every_stream)

@@ -91,13 +91,12 @@ enum kind { K_DATA = 1, K_EOS = 2, K_ACK = 3 };
  */
 #define LOSS_MS 100
 
-/* How long tx waits for a puller to leave before it sends it another end
- * of stream (see send_eos). */
-#define EOS_RETRY_NS (10 * 1000 * 1000LL)
+/* How long push's tx waits before it offers an end of stream again when no
+ * puller was ready to take one (see send_eos_push). */
+#define EAGAIN_RETRY_NS (1 * 1000 * 1000LL)
 
 /* A dialer's reconnect interval after its connection ended (see dial()). */
 #define RECONNECT_MS 1000
-#define NEVER_MS (24 * 3600 * 1000)
 
 /* The first and the longest pause between two dials (see dial()). */
 #define DIAL_RETRY_MIN_NS (5 * 1000 * 1000LL)
@@ -123,6 +122,7 @@ struct chan_nng {
     pthread_t tx, rx;
     bool has_tx, has_rx;  /* set in open before any other thread runs */
     atomic_int npipes;    /* peers connected now (on_pipe) */
+    atomic_uint gone;     /* peers that disconnected so far (on_pipe) */
     atomic_bool ever;     /* a peer was connected at least once */
     atomic_bool eos_sending; /* tx is ending its stream: peers may go */
     atomic_bool out_eos;  /* tx has handed its end of stream to nng */
@@ -246,15 +246,20 @@ static void close_sock(struct chan_nng *b)
         nng_close(b->sock);
 }
 
-/* The stream has ended: a dialer no longer reconnects (see dial()). */
-static void no_reconnect(struct chan_nng *b)
+/*
+ * The stream has ended: a dialing bridge closes its dialer, which closes
+ * its connection and never reconnects.  (Changing the reconnect interval
+ * instead would not do: nng 1.5 keeps the interval it already chose for
+ * the next attempt.)  Listeners keep listening until chan_nng_close.
+ */
+static void stop_dialing(struct chan_nng *b)
 {
     pthread_mutex_lock(&b->mu);
-    if (b->dialed) {
-        nng_dialer_set_ms(b->dialer, NNG_OPT_RECONNMAXT, NEVER_MS);
-        nng_dialer_set_ms(b->dialer, NNG_OPT_RECONNMINT, NEVER_MS);
-    }
+    bool dialed = b->dialed;
+    b->dialed = false;
     pthread_mutex_unlock(&b->mu);
+    if (dialed)
+        nng_dialer_close(b->dialer);
 }
 
 /*
@@ -333,6 +338,7 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
         atomic_store(&b->ever, true);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
         atomic_fetch_sub(&b->npipes, 1);
+        atomic_fetch_add(&b->gone, 1);
         if ((b->proto == CHAN_NNG_PUSH || b->proto == CHAN_NNG_PUB) &&
             !atomic_load(&b->eos_sending) && !atomic_load(&b->stopping) &&
             atomic_load(&b->status) == 0)
@@ -372,19 +378,32 @@ static int deliver(struct chan_nng *b, const void *v)
     return i == 0 ? cs[0].result : 1;
 }
 
+/* Waits for on_pipe's next wake-up, or for stop, for up to timeout_ns. */
+static void wait_pipe_event(struct chan_nng *b, int64_t timeout_ns)
+{
+    chan_case_t cs[2] = { CHAN_RECV_CASE(b->tx_ev, NULL),
+                          CHAN_RECV_CASE(b->stop, NULL) };
+    (void)chan_select(cs, 2, timeout_ns);
+}
+
 /*
  * Push's end of stream.  push hands each message to one ready puller and
- * cannot address a pipe, so one end of stream reaches one puller.  Every
- * pulling bridge disconnects when its stream ends, so tx sends another end
- * of stream each time one was taken (or no puller was ready) and a short
- * wait saw no puller leave, until none is connected.  A puller that got one
- * already may get another before it is gone; it ignores it.  The data was
- * all handed to pullers before the first end of stream (push keeps order),
- * and each puller's end of stream follows its data on its pipe.
+ * cannot address a pipe, so one end of stream reaches one puller, and every
+ * pulling bridge disconnects when its stream ends.  So tx sends one end of
+ * stream, waits until a puller leaves (the one that took it, normally),
+ * and sends the next, until no puller is connected.  It never sends a
+ * second one before a puller left: a puller that has its end of stream
+ * then gets nothing more while it disconnects.  That matters with nng 1.5,
+ * where a connection closed by the receiving side while a message arrives
+ * on it can leave nng's receive on it unfinished for ever, and every later
+ * nng_close of the process waiting for it.  The data was all handed to
+ * pullers before the first end of stream (push keeps order), and each
+ * puller's end of stream follows its data on its pipe.
  */
 static void send_eos_push(struct chan_nng *b)
 {
     while (atomic_load(&b->npipes) > 0 && !is_closed(b->stop)) {
+        unsigned gone = atomic_load(&b->gone);
         nng_msg *m;
         int rc = make_mark(&m, K_EOS, b->esize, b->id);
         if (rc < 0) {
@@ -400,10 +419,13 @@ static void send_eos_push(struct chan_nng *b)
                 fail(b, nerr(rv));
                 return;
             }
+            /* No puller ready (each busy with earlier values): retry. */
+            wait_pipe_event(b, EAGAIN_RETRY_NS);
+            continue;
         }
-        chan_case_t cs[2] = { CHAN_RECV_CASE(b->tx_ev, NULL),
-                              CHAN_RECV_CASE(b->stop, NULL) };
-        (void)chan_select(cs, 2, EOS_RETRY_NS);
+        while (atomic_load(&b->gone) == gone &&
+               atomic_load(&b->npipes) > 0 && !is_closed(b->stop))
+            wait_pipe_event(b, CHAN_FOREVER);
     }
 }
 
@@ -439,8 +461,8 @@ static void *tx_main(void *arg)
 
     atomic_store(&b->eos_sending, true);
     if (b->proto == CHAN_NNG_PUSH) {
-        no_reconnect(b);
         send_eos_push(b);
+        stop_dialing(b);
     } else {
         nng_msg *m;
         int rc = make_mark(&m, K_EOS, b->esize, b->id);
@@ -574,14 +596,19 @@ static bool handle(struct chan_nng *b, nng_msg *m)
                 return true;
             }
         }
-        /* The input has ended: close in, and disconnect the pusher so
-         * that its end of stream finishes.  The socket stays open until
-         * chan_nng_close: nng 1.5 can hang closing a socket whose dialer
-         * has a live connection (see dial()), and a pusher that is gone
-         * leaves none. */
+        /* The input has ended: close in, and disconnect from the pusher
+         * so that its end of stream finishes (a dialer closes its dialer,
+         * so that it does not connect again).  The pusher sends nothing
+         * more on this connection until it is gone (see send_eos_push).
+         * The socket stays open until chan_nng_close. */
         end_input(b);
-        no_reconnect(b);
-        nng_pipe_close(nng_msg_get_pipe(m));
+        pthread_mutex_lock(&b->mu);
+        bool dialed = b->dialed;
+        pthread_mutex_unlock(&b->mu);
+        if (dialed)
+            stop_dialing(b);
+        else
+            nng_pipe_close(nng_msg_get_pipe(m));
         return true;
     }
     case K_ACK:
