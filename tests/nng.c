@@ -279,14 +279,17 @@ Test(nng, push_sends_one_end_of_stream_per_puller_that_leaves)
 Test(nng, pull_waits_for_the_end_of_every_stream)
 {
     long n = test_scaled(5000, 100);
-    char url[128];
-    listen_url(url, sizeof url, IPC);
+    char lurl[128], url[128];
+    /* tcp: an ipc listener of nng 1.5.2 that has closed a connection now
+     * and then leaves the next one it accepts unread (see README). */
+    listen_url(lurl, sizeof lurl, TCP);
     chan_t *in = chan_make(sizeof(long), 16);
     chan_nng_t *pull, *push[2];
     chan_t *out[2];
     chan_nng_opts_t o = { .streams = 2 };
-    cr_assert_eq(chan_nng_open2(&pull, CHAN_NNG_PULL, CHAN_NNG_LISTEN, url,
+    cr_assert_eq(chan_nng_open2(&pull, CHAN_NNG_PULL, CHAN_NNG_LISTEN, lurl,
                                 sizeof(long), NULL, in, &o), 0);
+    dial_url(url, sizeof url, lurl, pull);
     struct producer p[2];
     pthread_t pt[2];
     for (int i = 0; i < 2; i++) {
@@ -321,6 +324,82 @@ Test(nng, pull_waits_for_the_end_of_every_stream)
     }
     cr_assert_eq(chan_nng_close(pull), 0);
     chan_release(in);
+}
+
+/* A pusher that connects only after another one finished its stream is
+ * not a lost peer: the puller waits for its stream too. */
+Test(nng, a_pusher_that_connects_late_is_not_a_lost_one)
+{
+    long n = test_scaled(1000, 100);
+    char lurl[128], url[128];
+    listen_url(lurl, sizeof lurl, TCP); /* see the test above */
+    chan_t *in = chan_make(sizeof(long), 16);
+    chan_t *err = chan_make(sizeof(int), 4);
+    chan_nng_t *pull, *push[2];
+    chan_t *out[2];
+    chan_nng_opts_t o = { .err = err, .streams = 2 };
+    cr_assert_eq(chan_nng_open2(&pull, CHAN_NNG_PULL, CHAN_NNG_LISTEN, lurl,
+                                sizeof(long), NULL, in, &o), 0);
+    dial_url(url, sizeof url, lurl, pull);
+    long v, count = 0;
+    for (int i = 0; i < 2; i++) {
+        out[i] = chan_make(sizeof(long), 16);
+        cr_assert_eq(chan_nng_open(&push[i], CHAN_NNG_PUSH, CHAN_NNG_DIAL, url,
+                                   sizeof(long), out[i], NULL, NULL), 0);
+        struct producer p = { .ch = out[i], .n = n };
+        pthread_t t = test_thread_start(produce, &p);
+        for (long k = 0; k < n; k++) {
+            cr_assert_eq(chan_recv(in, &v), 0, "stream %d value %ld", i, k);
+            count++;
+        }
+        test_thread_join(t);
+        cr_assert_eq(p.last_rc, 0);
+        cr_assert_eq(chan_nng_wait(push[i], 10 * SEC), 0);
+        if (i == 0) {
+            /* No pusher is connected now, for well over the time after
+             * which a peer that left too soon counts as lost. */
+            test_sleep_ns(500 * TEST_MS);
+            cr_assert_eq(chan_nng_wait(pull, 0), -EAGAIN);
+            cr_assert_eq(chan_tryrecv(err, &v), -EAGAIN, "an error reported");
+        }
+    }
+    cr_assert_eq(chan_recv(in, &v), -EPIPE);
+    cr_assert_eq(count, 2 * n);
+    cr_assert_eq(chan_nng_wait(pull, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(chan_nng_close(push[i]), 0);
+        chan_release(out[i]);
+    }
+    cr_assert_eq(chan_nng_close(pull), 0);
+    chan_release(in);
+    chan_release(err);
+}
+
+/* Once a pull bridge has closed in at the end of its stream, it has
+ * finished: chan_nng_wait() with no timeout says so at once. */
+Test(nng, a_pull_bridge_has_finished_when_in_is_closed)
+{
+    int rounds = (int)test_scaled(30, 5);
+    for (int r = 0; r < rounds; r++) {
+        chan_t *out = chan_make(sizeof(long), 4);
+        chan_t *in = chan_make(sizeof(long), 4);
+        chan_nng_t *push, *pull;
+        char url[128];
+        connect2(INPROC, &push, CHAN_NNG_PUSH, out, NULL, &pull, CHAN_NNG_PULL,
+                 NULL, in, sizeof(long), url, sizeof url);
+        long v = r;
+        cr_assert_eq(chan_send(out, &v), 0);
+        cr_assert_eq(chan_close(out), 0);
+        cr_assert_eq(chan_recv(in, &v), 0);
+        cr_assert_eq(v, r);
+        cr_assert_eq(chan_recv(in, &v), -EPIPE);
+        cr_assert_eq(chan_nng_wait(pull, 0), 0, "round %d", r);
+        cr_assert_eq(chan_nng_wait(push, 10 * SEC), 0);
+        cr_assert_eq(chan_nng_close(push), 0);
+        cr_assert_eq(chan_nng_close(pull), 0);
+        chan_release(out);
+        chan_release(in);
+    }
 }
 
 /* ------------------------------------------------------------ format */

@@ -39,9 +39,13 @@
  *     returns only after the last on_pipe call, and the threads are joined
  *     after it, so b outlives every use by nng and by its threads.
  *
- * Locking.  b->mu guards sock_open only, and is never held across a call
- * into nng or libchan, so it nests inside nothing and nothing nests in it.
- * The flags (npipes, ever, eos_sending, out_eos, out_done, in_done,
+ * Locking.  b->mu guards sock_open, dialer and dialed, and is never held
+ * across a call into nng or libchan.  b->close_mu is held across
+ * nng_dialer_close and nng_close only (close_sock, stop_dialing), so that
+ * the two never run at once; it is taken before mu, and nothing else
+ * nests in them.  on_pipe takes neither, so nng_close, which waits for
+ * the callbacks, cannot wait for a thread that waits for these locks.
+ * The flags (npipes, gone, ever, eos_sending, out_eos, out_done, in_done,
  * status) are atomics: each is written by one side and read by others
  * that only need to see it eventually, with sequentially consistent order
  * (the default), which makes "set the flag, then close the channel" seen
@@ -95,8 +99,10 @@ enum kind { K_DATA = 1, K_EOS = 2, K_ACK = 3 };
  * puller was ready to take one (see send_eos_push). */
 #define EAGAIN_RETRY_NS (1 * 1000 * 1000LL)
 
-/* A dialer's reconnect interval after its connection ended (see dial()). */
-#define RECONNECT_MS 1000
+/* A dialer's first and longest pause between two connection attempts
+ * (see dial()). */
+#define RECONNECT_MIN_MS 10
+#define RECONNECT_MAX_MS 100
 
 /* The first and the longest pause between two dials (see dial()). */
 #define DIAL_RETRY_MIN_NS (5 * 1000 * 1000LL)
@@ -131,9 +137,11 @@ struct chan_nng {
     atomic_bool stopping; /* chan_nng_close has begun */
     atomic_int status;    /* 0, or the error that stopped the bridge */
     pthread_mutex_t mu;   /* guards sock_open, dialer, dialed */
+    pthread_mutex_t close_mu; /* held across nng_dialer_close, nng_close */
     bool sock_open;
     uint64_t *seen;       /* pull: ids of the ended streams ... */
     unsigned nseen;       /* ... and how many; rx only */
+    unsigned dropped;     /* peers rx disconnected after their stream; rx */
     char *dial_url;       /* dialing bridges: the URL; NULL for listeners */
     nng_dialer dialer;    /* the socket's dialer once dialed (mu) */
     bool dialed;          /* dialer is valid (mu) */
@@ -231,9 +239,11 @@ static void report(struct chan_nng *b, int err)
         (void)chan_trysend(b->err, &err);
 }
 
-/* Closes the socket once; the dialer first (see dial()). */
+/* Closes the socket once; the dialer first.  Under close_mu: nng 1.5 can
+ * use a freed dialer when nng_dialer_close and nng_close run at once. */
 static void close_sock(struct chan_nng *b)
 {
+    pthread_mutex_lock(&b->close_mu);
     pthread_mutex_lock(&b->mu);
     bool was = b->sock_open;
     bool dialed = b->dialed;
@@ -244,6 +254,7 @@ static void close_sock(struct chan_nng *b)
         nng_dialer_close(b->dialer);
     if (was)
         nng_close(b->sock);
+    pthread_mutex_unlock(&b->close_mu);
 }
 
 /*
@@ -254,12 +265,14 @@ static void close_sock(struct chan_nng *b)
  */
 static void stop_dialing(struct chan_nng *b)
 {
+    pthread_mutex_lock(&b->close_mu);
     pthread_mutex_lock(&b->mu);
     bool dialed = b->dialed;
     b->dialed = false;
     pthread_mutex_unlock(&b->mu);
     if (dialed)
         nng_dialer_close(b->dialer);
+    pthread_mutex_unlock(&b->close_mu);
 }
 
 /*
@@ -267,12 +280,11 @@ static void stop_dialing(struct chan_nng *b)
  * the bridge has one, else tx).  Returns 0 once dialed, 1 if the bridge is
  * stopping.
  *
- * nng 1.5's dialer can hang nng_close when it reconnects at the moment
- * the socket is closed, and by default it reconnects at once when its
- * connection ends, which is what closing the socket does.  So the dialer
- * reconnects only after RECONNECT_MS, and the first connection is made by
- * this loop of synchronous dials instead of nng's background retries (it
- * finds a listener that starts later within DIAL_RETRY_MAX_NS).
+ * The dialer connects in the background and retries every
+ * RECONNECT_MIN_MS, backing off to RECONNECT_MAX_MS, so it finds a listener
+ * that starts later soon after it is there (a stage of a work queue that
+ * connects a second late looks to its peers like a lost one).  This loop
+ * only retries what nng refuses at once.
  */
 static int dial(struct chan_nng *b)
 {
@@ -319,12 +331,12 @@ static void fail(struct chan_nng *b, int err)
     if (!atomic_compare_exchange_strong(&b->status, &zero, err))
         return;
     report(b, err);
+    (void)chan_close(b->stop);
+    (void)chan_close(b->done);
     if (b->in != NULL)
         (void)chan_close(b->in);
     if (b->proto == CHAN_NNG_PAIR)
         (void)chan_close(b->out);
-    (void)chan_close(b->stop);
-    (void)chan_close(b->done);
     close_sock(b);
 }
 
@@ -498,11 +510,13 @@ static bool note_stream(struct chan_nng *b, uint64_t id)
     return true;
 }
 
+/* The input has ended: finished first, so that whoever sees in closed
+ * and then asks chan_nng_wait() finds a pull or sub bridge finished. */
 static void end_input(struct chan_nng *b)
 {
     atomic_store(&b->in_done, true);
-    (void)chan_close(b->in);
     check_done(b);
+    (void)chan_close(b->in);
 }
 
 /*
@@ -515,6 +529,10 @@ static bool idle(struct chan_nng *b)
     if (b->proto != CHAN_NNG_PAIR && atomic_load(&b->in_done))
         return true;
     if (!atomic_load(&b->ever) || atomic_load(&b->npipes) > 0)
+        return true;
+    /* Every peer that left was disconnected by rx after its end of stream:
+     * the streams still to come are from peers not connected yet. */
+    if (atomic_load(&b->gone) <= b->dropped)
         return true;
     /* No peer, nothing received for LOSS_MS.  A pair whose own end of
      * stream is out and whose input ended has nothing left to lose: the
@@ -538,6 +556,7 @@ static bool handle(struct chan_nng *b, nng_msg *m)
         /* The input has ended, and this peer is still connected (or
          * connected again): it is a pusher still sending ends of stream
          * to pullers.  Disconnect it, so that it sees this puller go. */
+        b->dropped++;
         nng_pipe_close(nng_msg_get_pipe(m));
         return true;
     }
@@ -586,12 +605,14 @@ static bool handle(struct chan_nng *b, nng_msg *m)
         }
         if (b->proto == CHAN_NNG_PULL) {
             if (!note_stream(b, id)) {
+                b->dropped++;
                 nng_pipe_close(nng_msg_get_pipe(m));
                 return true;
             }
             if (b->nseen < b->streams) {
                 /* Disconnect this pusher, so that its end of stream
                  * finishes; the others go on. */
+                b->dropped++;
                 nng_pipe_close(nng_msg_get_pipe(m));
                 return true;
             }
@@ -601,14 +622,16 @@ static bool handle(struct chan_nng *b, nng_msg *m)
          * so that it does not connect again).  The pusher sends nothing
          * more on this connection until it is gone (see send_eos_push).
          * The socket stays open until chan_nng_close. */
-        end_input(b);
         pthread_mutex_lock(&b->mu);
         bool dialed = b->dialed;
         pthread_mutex_unlock(&b->mu);
-        if (dialed)
+        if (dialed) {
             stop_dialing(b);
-        else
+        } else {
+            b->dropped++;
             nng_pipe_close(nng_msg_get_pipe(m));
+        }
+        end_input(b);
         return true;
     }
     case K_ACK:
@@ -683,6 +706,7 @@ static void free_bridge(struct chan_nng *b)
     chan_release(b->tx_ev);
     chan_release(b->peers_ev);
     pthread_mutex_destroy(&b->mu);
+    pthread_mutex_destroy(&b->close_mu);
     free(b->dial_url);
     free(b->seen);
     free(b);
@@ -733,6 +757,7 @@ static int open_bridge(chan_nng_t **bp, enum chan_nng_proto proto,
     if (b == NULL)
         return -ENOMEM;
     pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->close_mu, NULL);
     b->proto = proto;
     b->esize = esize;
     b->streams = streams == 0 ? 1 : streams;
@@ -781,9 +806,11 @@ static int open_bridge(chan_nng_t **bp, enum chan_nng_proto proto,
         if (rv == 0)
             nng_dialer_close(d);
         if (rv == 0)
-            rv = nng_socket_set_ms(b->sock, NNG_OPT_RECONNMINT, RECONNECT_MS);
+            rv = nng_socket_set_ms(b->sock, NNG_OPT_RECONNMINT,
+                                   RECONNECT_MIN_MS);
         if (rv == 0)
-            rv = nng_socket_set_ms(b->sock, NNG_OPT_RECONNMAXT, RECONNECT_MS);
+            rv = nng_socket_set_ms(b->sock, NNG_OPT_RECONNMAXT,
+                                   RECONNECT_MAX_MS);
         if (rv == 0 && (b->dial_url = strdup(url)) == NULL)
             rv = NNG_ENOMEM;
     }
