@@ -1,6 +1,6 @@
 #!/bin/sh
 # nng_skipped.sh - run by 'make check' instead of tests/nng when configure
-# did not find nng (it is built only with --with-nng): says so, as a skipped test.
-echo "SKIP: libchan-nng (the nng bridge) was not built: configure --with-nng to build it"
+# did not find nng (or was given --without-nng): says so, as a skipped test.
+echo "SKIP: libchan-nng (the nng bridge) was not built: nng not found or --without-nng"
 echo "      install it with:  sudo apt-get install libnng-dev nng-utils; then ./configure"
 exit 77
