@@ -4,9 +4,12 @@
  * ordinary channels; only where a channel comes from changes.
  *
  *   dpipe local N              the whole pipeline in one process
- *   dpipe gen N URL            push 1..N (listens on URL)
- *   dpipe square IN OUT        pull from IN, push squares to OUT (dials both)
- *   dpipe sum URL              pull from URL (listens) and print the sum
+ *   dpipe gen N URL [WORKERS]  push 1..N (listens on URL), once WORKERS
+ *                              pullers (default 1) are connected
+ *   dpipe square IN OUT        pull from IN, push squares to OUT (dials
+ *                              both); says on stderr how many it squared
+ *   dpipe sum URL [STREAMS]    pull from URL (listens) and print the sum,
+ *                              after STREAMS ends of stream (default 1)
  *
  * For example, in three shells (in any order):
  *
@@ -16,9 +19,22 @@
  *
  * prints "sum=333833500", as "dpipe local 1000" does.  The end of the
  * generator's stream (it closes its channel) reaches the squarer, whose
- * closing reaches the summer.  Start several squarers and the generator's
- * values are spread over them (a work queue); give the summer the number of
- * squarers (dpipe sum URL K) so that it waits for the end of each stream.
+ * closing reaches the summer.
+ *
+ * A work queue: start K squarers and the generator's values are spread
+ * over them (push gives each value to one puller).  Tell the generator to
+ * wait for the K workers (dpipe gen N URL K), so that none starts late and
+ * gets nothing, and the summer to wait for the end of each worker's stream
+ * (dpipe sum URL K):
+ *
+ *   dpipe sum tcp://127.0.0.1:5556 3 &
+ *   for i in 1 2 3; do
+ *       dpipe square tcp://127.0.0.1:5555 tcp://127.0.0.1:5556 &
+ *   done
+ *   dpipe gen 1000 tcp://127.0.0.1:5555 3
+ *
+ * Every worker gets an end of stream once the generator's values are all
+ * handed out, and the summer prints the same sum.
  */
 #include <chan.h>
 #include <chan_nng.h>
@@ -31,8 +47,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: dpipe local N | gen N URL | square IN OUT | "
-                    "sum URL [STREAMS]\n");
+    fprintf(stderr, "usage: dpipe local N | gen N URL [WORKERS] | "
+                    "square IN OUT | sum URL [STREAMS]\n");
     return 2;
 }
 
@@ -52,15 +68,17 @@ static int gen(chan_t *out, long n)
     return 0;
 }
 
-static void square(chan_t *in, chan_t *out)
+static long square(chan_t *in, chan_t *out)
 {
-    long v;
+    long v, n = 0;
     while (chan_recv(in, &v) == 0) {
         v *= v;
         if (chan_send(out, &v) != 0)
             break;
+        n++;
     }
     chan_close(out);
+    return n;
 }
 
 static long sum(chan_t *in)
@@ -114,13 +132,22 @@ int main(int argc, char **argv)
         long n = strtol(argv[2], NULL, 10);
         return n < 0 ? usage() : local(n);
     }
-    if (strcmp(stage, "gen") == 0 && argc == 4) {
+    if (strcmp(stage, "gen") == 0 && (argc == 4 || argc == 5)) {
         long n = strtol(argv[2], NULL, 10);
+        long workers = argc == 5 ? strtol(argv[4], NULL, 10) : 1;
+        if (n < 0 || workers < 1 || workers > 1000)
+            return usage();
         chan_t *out = chan_make(sizeof(long), 64);
         rc = chan_nng_open(&b1, CHAN_NNG_PUSH, CHAN_NNG_LISTEN, argv[3],
                            sizeof(long), out, NULL, NULL);
         if (rc < 0)
             return fail(argv[3], rc);
+        rc = chan_nng_wait_peers(b1, (unsigned)workers, 60 * SEC);
+        if (rc < 0) {
+            chan_nng_close(b1);
+            chan_release(out);
+            return fail("gen: waiting for the workers", rc);
+        }
         gen(out, n);
         rc = chan_nng_wait(b1, 60 * SEC); /* every puller saw the end */
         chan_nng_close(b1);
@@ -138,7 +165,8 @@ int main(int argc, char **argv)
                            sizeof(long), out, NULL, NULL);
         if (rc < 0)
             return fail(argv[3], rc);
-        square(in, out);
+        long done = square(in, out);
+        fprintf(stderr, "square: %ld values\n", done);
         int r1 = chan_nng_wait(b1, 0);
         int r2 = chan_nng_wait(b2, 60 * SEC);
         chan_nng_close(b2);

@@ -76,36 +76,45 @@ workers_ok() {
 }
 
 # dpipe_procs N WORKERS: the pipeline of examples/dpipe.c as separate
-# processes over tcp://127.0.0.1 (a generator, WORKERS squarers sharing its
-# values, a summer waiting for every squarer's end of stream); the sum must
-# be what the single-process pipeline prints.  The ports are derived from
-# this shell's pid, the stages start in any order (dialers retry).
+# processes over tcp://127.0.0.1: a generator, WORKERS squarers sharing its
+# values (a work queue: the generator waits for all of them), a summer
+# waiting for every squarer's end of stream.  The sum must be what the
+# single-process pipeline prints, and the squarers' shares must add up to
+# N, each of them non-empty.  The ports are derived from this shell's pid;
+# the stages start in any order (dialers retry).
 dpipe_procs() {
     n="$1" w="$2"
     prog="$builddir/examples/dpipe"
     [ -x "$prog" ] || { echo "SKIP: dpipe not built (no nng)"; return 0; }
     p1=$((20000 + ($$ * 2) % 20000)) p2=$((20001 + ($$ * 2) % 20000))
     u1="tcp://127.0.0.1:$p1" u2="tcp://127.0.0.1:$p2"
-    out_sum=$(mktemp "${TMPDIR:-/tmp}/dpipe.XXXXXX")
-    $limit $runner "$prog" sum "$u2" "$w" >"$out_sum" 2>&1 &
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpipe.XXXXXX") || return 1
+    $limit $runner "$prog" sum "$u2" "$w" >"$tmp/sum" 2>&1 &
     spid=$!
     pids=""
     i=0
     while [ "$i" -lt "$w" ]; do
-        $limit $runner "$prog" square "$u1" "$u2" &
+        $limit $runner "$prog" square "$u1" "$u2" 2>"$tmp/sq$i" &
         pids="$pids $!"
         i=$((i + 1))
     done
-    $limit $runner "$prog" gen "$n" "$u1"
+    $limit $runner "$prog" gen "$n" "$u1" "$w"
     grc=$?
     rc=0
     for p in $pids; do wait "$p" || rc=$?; done
     wait "$spid" || rc=$?
-    got=$(cat "$out_sum")
-    rm -f "$out_sum"
+    got=$(cat "$tmp/sum")
+    shares=$(cat "$tmp"/sq* | sed -n 's/^square: \([0-9]*\) values$/\1/p' | tr '\n' ' ')
+    rm -rf "$tmp"
     want=$("$prog" local "$n")
-    [ "$grc" = 0 ] && [ "$rc" = 0 ] && [ "$got" = "$want" ] ||
-        { echo "gen=$grc stages=$rc got '$got', want '$want'"; return 1; }
+    total=0 empty=0 k=0
+    for c in $shares; do
+        total=$((total + c)) k=$((k + 1))
+        [ "$c" -gt 0 ] || empty=1
+    done
+    [ "$grc" = 0 ] && [ "$rc" = 0 ] && [ "$got" = "$want" ] &&
+        [ "$k" = "$w" ] && [ "$total" = "$n" ] && [ "$empty" = 0 ] ||
+        { echo "gen=$grc stages=$rc got '$got', want '$want', shares '$shares'"; return 1; }
 }
 
 # check NAME "ARGS" MODE EXPECTED... (see the top of this file)
@@ -410,10 +419,10 @@ if [ -x "$builddir/examples/dpipe" ]; then
     check dpipe     "local 1000"  exact "sum=333833500"
     check dpipe     "local 0"     exact "sum=0"
     check dpipe     "frob"        status 2
-    # One binary run as separate processes: the three-stage pipeline.
-    # TODO: the work queue (several squarers) is left out: with nng 1.5.2
-    # a squarer sometimes hangs closing its sockets (see src/nng/bridge.c).
-    for spec in "1000 1" "5000 1"; do
+    check dpipe     "gen 10"      status 2
+    # One binary run as separate processes: the three-stage pipeline, then
+    # a work queue of several squarer processes.
+    for spec in "1000 1" "5000 1" "1000 3" "5000 4"; do
         # shellcheck disable=SC2086
         if msg=$(dpipe_procs $spec); then
             echo "PASS: dpipe over processes ($spec)"; passed=$((passed + 1))
