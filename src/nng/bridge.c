@@ -18,6 +18,11 @@
  * chan_select against b->stop so that chan_nng_close can end them.
  *
  * nng calls on_pipe from its own threads whenever a peer connects or goes.
+ * A connection is counted when nng announces it (NNG_PIPE_EV_ADD_PRE),
+ * before the protocol may use it: counted on NNG_PIPE_EV_ADD_POST, a push
+ * could hand its last value to a puller not counted yet, find no puller,
+ * and skip that puller's end of stream.  nng reports the removal of every
+ * connection it announced (NNG_PIPE_EV_REM_POST).
  * It must never block: it only adjusts the atomic counter npipes, reports a
  * lost push or pub peer with a non-blocking send on the error channel, and
  * wakes tx and chan_nng_wait_peers with non-blocking sends on two signal
@@ -141,7 +146,8 @@ struct chan_nng {
     bool sock_open;
     uint64_t *seen;       /* pull: ids of the ended streams ... */
     unsigned nseen;       /* ... and how many; rx only */
-    unsigned dropped;     /* peers rx disconnected after their stream; rx */
+    uint32_t *open;       /* pull: pipes that sent values but no end of */
+    unsigned nopen, capopen; /* stream yet, how many, room for; rx only */
     char *dial_url;       /* dialing bridges: the URL; NULL for listeners */
     nng_dialer dialer;    /* the socket's dialer once dialed (mu) */
     bool dialed;          /* dialer is valid (mu) */
@@ -331,12 +337,14 @@ static void fail(struct chan_nng *b, int err)
     if (!atomic_compare_exchange_strong(&b->status, &zero, err))
         return;
     report(b, err);
+    /* out before done, done before in: whoever saw chan_nng_wait() return
+     * finds out closed, whoever saw in closed finds the bridge finished. */
     (void)chan_close(b->stop);
+    if (b->proto == CHAN_NNG_PAIR)
+        (void)chan_close(b->out);
     (void)chan_close(b->done);
     if (b->in != NULL)
         (void)chan_close(b->in);
-    if (b->proto == CHAN_NNG_PAIR)
-        (void)chan_close(b->out);
     close_sock(b);
 }
 
@@ -345,7 +353,7 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     struct chan_nng *b = arg;
     (void)p;
-    if (ev == NNG_PIPE_EV_ADD_POST) {
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
         atomic_fetch_add(&b->npipes, 1);
         atomic_store(&b->ever, true);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
@@ -438,6 +446,10 @@ static void send_eos_push(struct chan_nng *b)
         while (atomic_load(&b->gone) == gone &&
                atomic_load(&b->npipes) > 0 && !is_closed(b->stop))
             wait_pipe_event(b, CHAN_FOREVER);
+        /* A dialer has one peer, the listener, which has now left (or
+         * is its dialer already connected again, see stop_dialing). */
+        if (b->dial_url != NULL)
+            return;
     }
 }
 
@@ -512,6 +524,32 @@ static bool note_stream(struct chan_nng *b, uint64_t id)
 
 /* The input has ended: finished first, so that whoever sees in closed
  * and then asks chan_nng_wait() finds a pull or sub bridge finished. */
+/* pull: pipe p has sent a value (open) or its end of stream (!open).
+ * Returns 0 or -ENOMEM. */
+static int note_open(struct chan_nng *b, nng_pipe p, bool open)
+{
+    uint32_t id = (uint32_t)nng_pipe_id(p);
+    for (unsigned i = 0; i < b->nopen; i++) {
+        if (b->open[i] == id) {
+            if (!open)
+                b->open[i] = b->open[--b->nopen];
+            return 0;
+        }
+    }
+    if (!open)
+        return 0;
+    if (b->nopen == b->capopen) {
+        unsigned cap = b->capopen ? 2 * b->capopen : 4;
+        uint32_t *a = realloc(b->open, cap * sizeof *a);
+        if (a == NULL)
+            return -ENOMEM;
+        b->open = a;
+        b->capopen = cap;
+    }
+    b->open[b->nopen++] = id;
+    return 0;
+}
+
 static void end_input(struct chan_nng *b)
 {
     atomic_store(&b->in_done, true);
@@ -530,9 +568,11 @@ static bool idle(struct chan_nng *b)
         return true;
     if (!atomic_load(&b->ever) || atomic_load(&b->npipes) > 0)
         return true;
-    /* Every peer that left was disconnected by rx after its end of stream:
-     * the streams still to come are from peers not connected yet. */
-    if (atomic_load(&b->gone) <= b->dropped)
+    /* A pull bridge waiting for more streams: no pusher that sent values
+     * left before its end of stream, so the streams still to come are from
+     * pushers not connected yet (or that connected and left sending
+     * nothing, as a finished pusher's dialer can do). */
+    if (b->proto == CHAN_NNG_PULL && b->nopen == 0)
         return true;
     /* No peer, nothing received for LOSS_MS.  A pair whose own end of
      * stream is out and whose input ended has nothing left to lose: the
@@ -556,7 +596,6 @@ static bool handle(struct chan_nng *b, nng_msg *m)
         /* The input has ended, and this peer is still connected (or
          * connected again): it is a pusher still sending ends of stream
          * to pullers.  Disconnect it, so that it sees this puller go. */
-        b->dropped++;
         nng_pipe_close(nng_msg_get_pipe(m));
         return true;
     }
@@ -572,7 +611,11 @@ static bool handle(struct chan_nng *b, nng_msg *m)
     case K_DATA: {
         if (len != HDR + b->esize || atomic_load(&b->in_done))
             break;
-        int rc = deliver(b, p + HDR);
+        int rc = 0;
+        if (b->proto == CHAN_NNG_PULL)
+            rc = note_open(b, nng_msg_get_pipe(m), true);
+        if (rc == 0)
+            rc = deliver(b, p + HDR);
         if (rc == 1)
             return false;
         if (rc < 0) {
@@ -604,15 +647,14 @@ static bool handle(struct chan_nng *b, nng_msg *m)
             return !atomic_load(&b->out_done);
         }
         if (b->proto == CHAN_NNG_PULL) {
+            (void)note_open(b, nng_msg_get_pipe(m), false);
             if (!note_stream(b, id)) {
-                b->dropped++;
                 nng_pipe_close(nng_msg_get_pipe(m));
                 return true;
             }
             if (b->nseen < b->streams) {
                 /* Disconnect this pusher, so that its end of stream
                  * finishes; the others go on. */
-                b->dropped++;
                 nng_pipe_close(nng_msg_get_pipe(m));
                 return true;
             }
@@ -628,7 +670,6 @@ static bool handle(struct chan_nng *b, nng_msg *m)
         if (dialed) {
             stop_dialing(b);
         } else {
-            b->dropped++;
             nng_pipe_close(nng_msg_get_pipe(m));
         }
         end_input(b);
@@ -709,6 +750,7 @@ static void free_bridge(struct chan_nng *b)
     pthread_mutex_destroy(&b->close_mu);
     free(b->dial_url);
     free(b->seen);
+    free(b->open);
     free(b);
 }
 
@@ -789,7 +831,7 @@ static int open_bridge(chan_nng_t **bp, enum chan_nng_proto proto,
     if (rv == 0 && has_in(proto))
         rv = nng_socket_set_ms(b->sock, NNG_OPT_RECVTIMEO, LOSS_MS);
     if (rv == 0)
-        rv = nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, on_pipe, b);
+        rv = nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_PRE, on_pipe, b);
     if (rv == 0)
         rv = nng_pipe_notify(b->sock, NNG_PIPE_EV_REM_POST, on_pipe, b);
     if (rv == 0 && mode == CHAN_NNG_LISTEN) {
