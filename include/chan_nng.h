@@ -48,18 +48,24 @@
  *    already in `out`, an end-of-stream message; the receiving bridge closes
  *    its `in` after the values before it, so `while (chan_recv(in, &v) == 0)`
  *    ends on the far side too.  Push sends an end-of-stream to every
- *    connected puller: it keeps sending them until every pull peer has
- *    disconnected (a pulling bridge disconnects on end of stream), so a
- *    puller that connects later also gets one, and chan_nng_wait() on a
- *    push bridge returns only when every puller has seen the end.  A pull
- *    bridge fed by several pushers closes `in` after the end of stream of
- *    `opts.streams` distinct pushers (default 1).  On pair the peer
+ *    connected puller, one at a time: it sends one, waits until a puller
+ *    has disconnected (a pulling bridge disconnects on end of stream), and
+ *    sends the next, until no puller is connected, so a puller that
+ *    connects meanwhile also gets one, and chan_nng_wait() on a push
+ *    bridge returns only when every puller has seen the end.  A puller
+ *    that has its end of stream gets nothing more.  A pull bridge fed by
+ *    several pushers closes `in` after the end of stream of `opts.streams`
+ *    distinct pushers (default 1).  A pull or sub bridge has finished
+ *    before it closes `in` at the end of its stream.  On pair the peer
  *    acknowledges the end of stream.  On pub it is sent once, and lossy as
  *    everything on pub.
- *  - Lost connections.  nng reconnects dialers transparently, so a peer is
+ *  - Lost connections.  nng reconnects dialers transparently (a bridge's
+ *    dialer retries every 10 ms, backing off to 100 ms), so a peer is
  *    "lost" when no peer is connected, for a tenth of a second with nothing
  *    left to receive, before its stream ended: on pull, sub and pair that
- *    stops the bridge with -ECONNRESET (see "Errors").  On push and pub,
+ *    stops the bridge with -ECONNRESET (see "Errors").  A pull bridge that
+ *    waits for several streams counts only a pusher that sent values and
+ *    left before its end of stream, not one that has not connected yet.  On push and pub,
  *    where other peers may remain, each peer that disconnects before the
  *    end of stream is reported on the error channel as -ECONNRESET and the
  *    bridge goes on; values that nng had already handed to that peer are
