@@ -22,8 +22,10 @@
  * before the protocol may use it: counted on NNG_PIPE_EV_ADD_POST, a push
  * could hand its last value to a puller not counted yet, find no puller,
  * and skip that puller's end of stream.  nng reports the removal of every
- * connection it announced (NNG_PIPE_EV_REM_POST).
- * It must never block: it only adjusts the atomic counter npipes, reports a
+ * connection it announced (NNG_PIPE_EV_REM_POST).  chan_nng_peers and
+ * chan_nng_wait_peers count the connections nng has started
+ * (NNG_PIPE_EV_ADD_POST, nready), on which a value published now arrives.
+ * It must never block: it only adjusts the atomic counters, reports a
  * lost push or pub peer with a non-blocking send on the error channel, and
  * wakes tx and chan_nng_wait_peers with non-blocking sends on two signal
  * channels of capacity 1.
@@ -50,7 +52,7 @@
  * the two never run at once; it is taken before mu, and nothing else
  * nests in them.  on_pipe takes neither, so nng_close, which waits for
  * the callbacks, cannot wait for a thread that waits for these locks.
- * The flags (npipes, gone, ever, eos_sending, out_eos, out_done, in_done,
+ * The flags (npipes, nready, gone, ever, eos_sending, out_eos, out_done, in_done,
  * status) are atomics: each is written by one side and read by others
  * that only need to see it eventually, with sequentially consistent order
  * (the default), which makes "set the flag, then close the channel" seen
@@ -132,7 +134,8 @@ struct chan_nng {
     chan_t *peers_ev;     /* capacity 1; on_pipe wakes wait_peers */
     pthread_t tx, rx;
     bool has_tx, has_rx;  /* set in open before any other thread runs */
-    atomic_int npipes;    /* peers connected now (on_pipe) */
+    atomic_int npipes;    /* peers connected now (on_pipe, from ADD_PRE) */
+    atomic_int nready;    /* ... of which nng has started (ADD_POST) */
     atomic_uint gone;     /* peers that disconnected so far (on_pipe) */
     atomic_bool ever;     /* a peer was connected at least once */
     atomic_bool eos_sending; /* tx is ending its stream: peers may go */
@@ -356,8 +359,15 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_ADD_PRE) {
         atomic_fetch_add(&b->npipes, 1);
         atomic_store(&b->ever, true);
+    } else if (ev == NNG_PIPE_EV_ADD_POST) {
+        atomic_fetch_add(&b->nready, 1);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
-        atomic_fetch_sub(&b->npipes, 1);
+        int n = atomic_fetch_sub(&b->npipes, 1) - 1;
+        /* nready <= npipes; a connection nng refused to start has no
+         * ADD_POST, so a removal lowers nready only as far as npipes. */
+        int r = atomic_load(&b->nready);
+        while (r > n && !atomic_compare_exchange_weak(&b->nready, &r, n))
+            ;
         atomic_fetch_add(&b->gone, 1);
         if ((b->proto == CHAN_NNG_PUSH || b->proto == CHAN_NNG_PUB) &&
             !atomic_load(&b->eos_sending) && !atomic_load(&b->stopping) &&
@@ -833,6 +843,8 @@ static int open_bridge(chan_nng_t **bp, enum chan_nng_proto proto,
     if (rv == 0)
         rv = nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_PRE, on_pipe, b);
     if (rv == 0)
+        rv = nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, on_pipe, b);
+    if (rv == 0)
         rv = nng_pipe_notify(b->sock, NNG_PIPE_EV_REM_POST, on_pipe, b);
     if (rv == 0 && mode == CHAN_NNG_LISTEN) {
         nng_listener l;
@@ -910,7 +922,7 @@ int chan_nng_peers(chan_nng_t *b)
 {
     if (b == NULL)
         return -EINVAL;
-    int n = atomic_load(&b->npipes);
+    int n = atomic_load(&b->nready);
     return n < 0 ? 0 : n;
 }
 
@@ -927,7 +939,7 @@ int chan_nng_wait_peers(chan_nng_t *b, unsigned n, int64_t timeout_ns)
         return -EINVAL;
     int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
     for (;;) {
-        if (atomic_load(&b->npipes) >= (int)n)
+        if (atomic_load(&b->nready) >= (int)n)
             return 0;
         if (timeout_ns == 0)
             return -EAGAIN;
