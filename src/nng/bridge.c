@@ -102,6 +102,11 @@ enum kind { K_DATA = 1, K_EOS = 2, K_ACK = 3 };
  */
 #define LOSS_MS 100
 
+/* How long push's tx waits for a puller to leave after it sent an end of
+ * stream before it sends another (see send_eos_push): long, so that a
+ * puller that is disconnecting is not sent one. */
+#define EOS_RESEND_NS (5 * 1000 * 1000 * 1000LL)
+
 /* How long push's tx waits before it offers an end of stream again when no
  * puller was ready to take one (see send_eos_push). */
 #define EAGAIN_RETRY_NS (1 * 1000 * 1000LL)
@@ -408,6 +413,8 @@ static int deliver(struct chan_nng *b, const void *v)
     return i == 0 ? cs[0].result : 1;
 }
 
+static int64_t now_ns(void);
+
 /* Waits for on_pipe's next wake-up, or for stop, for up to timeout_ns. */
 static void wait_pipe_event(struct chan_nng *b, int64_t timeout_ns)
 {
@@ -453,12 +460,20 @@ static void send_eos_push(struct chan_nng *b)
             wait_pipe_event(b, EAGAIN_RETRY_NS);
             continue;
         }
+        /* An end of stream can be lost with a connection that goes as
+         * nng hands it over; after EOS_RESEND_NS without a departure,
+         * another one is sent (a puller that has one ignores it). */
+        int64_t until = now_ns() + EOS_RESEND_NS;
         while (atomic_load(&b->gone) == gone &&
-               atomic_load(&b->npipes) > 0 && !is_closed(b->stop))
-            wait_pipe_event(b, CHAN_FOREVER);
+               atomic_load(&b->npipes) > 0 && !is_closed(b->stop)) {
+            int64_t left = until - now_ns();
+            if (left <= 0)
+                break;
+            wait_pipe_event(b, left);
+        }
         /* A dialer has one peer, the listener, which has now left (or
          * is its dialer already connected again, see stop_dialing). */
-        if (b->dial_url != NULL)
+        if (b->dial_url != NULL && atomic_load(&b->gone) != gone)
             return;
     }
 }
