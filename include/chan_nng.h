@@ -49,8 +49,9 @@
  *    its `in` after the values before it, so `while (chan_recv(in, &v) == 0)`
  *    ends on the far side too.  Push sends an end-of-stream to every
  *    connected puller, one at a time: it sends one, waits until a puller
- *    has disconnected (a pulling bridge disconnects on end of stream), and
- *    sends the next, until no puller is connected, so a puller that
+ *    has disconnected (a pulling bridge disconnects on end of stream; if
+ *    none does for 5 s, it sends another), and sends the next, until no
+ *    puller is connected, so a puller that
  *    connects meanwhile also gets one, and chan_nng_wait() on a push
  *    bridge returns only when every puller has seen the end.  A puller
  *    that has its end of stream gets nothing more.  A pull bridge fed by
