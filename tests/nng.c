@@ -27,6 +27,21 @@ const char *__asan_default_options(void)
 }
 #endif
 
+#if UNDER_TSAN
+/* nng itself is not built with ThreadSanitizer, so the atomics by which
+ * it shares a message between its threads (pub hands one message to
+ * every subscriber's connection) are invisible, and the C library calls
+ * it makes on that memory (free, sendmsg) look like races.  Ignore races
+ * with nng in either stack; that also covers on_pipe, which nng calls
+ * (it touches only atomics and channels), but not the bridge's threads
+ * and the tests, which TSan checks in full. */
+const char *__tsan_default_suppressions(void);
+const char *__tsan_default_suppressions(void)
+{
+    return "race:libnng.so\n";
+}
+#endif
+
 #define SEC ((int64_t)1000000000)
 
 enum transport { INPROC, IPC, TCP };
