@@ -1561,7 +1561,7 @@ Test(io, tasks_woken_by_io_while_every_worker_sleeps)
         if (round % 2)
             test_sleep_ns(2 * TEST_MS); /* let the workers fall asleep */
         for (int i = 0; i < N; i++)
-            cr_assert_eq(write(r[i].p[1], "abcdefghijklmnop" + i, 1), 1);
+            cr_assert_eq(write(r[i].p[1], &"abcdefghijklmnop"[i], 1), 1);
         cr_assert_eq(chan_sched_wait(s), 0);
         for (int i = 0; i < N; i++) {
             cr_assert_eq(r[i].rc, 1, "round %d reader %d: %zd", round, i,
