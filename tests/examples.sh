@@ -80,13 +80,29 @@ workers_ok() {
 # values (a work queue: the generator waits for all of them), a summer
 # waiting for every squarer's end of stream.  The sum must be what the
 # single-process pipeline prints, and the squarers' shares must add up to
-# N, each of them non-empty.  The ports are derived from this shell's pid;
-# the stages start in any order (dialers retry).
+# N, each of them non-empty.  The stages start in any order (dialers
+# retry).  The ports come from this shell's pid and the attempt, below
+# Linux's ephemeral range (32768 up) so that no client socket of another
+# test holds them; a run whose listener still finds its port taken is
+# tried again on other ports, up to 5 times.
 dpipe_procs() {
+    a=0
+    while :; do
+        msg=$(dpipe_procs_on "$1" "$2" "$a") && return 0
+        case $msg in
+        *"Address already in use"*) [ "$a" -lt 4 ] && { a=$((a + 1)); continue; } ;;
+        esac
+        echo "$msg"
+        return 1
+    done
+}
+
+# dpipe_procs_on N WORKERS ATTEMPT: one run of dpipe_procs.
+dpipe_procs_on() {
     n="$1" w="$2"
     prog="$builddir/examples/dpipe"
     [ -x "$prog" ] || { echo "SKIP: dpipe not built (no nng)"; return 0; }
-    p1=$((20000 + ($$ * 2) % 20000)) p2=$((20001 + ($$ * 2) % 20000))
+    p1=$((10000 + ($$ * 2 + $3 * 4099 * 2) % 20000)) p2=$((p1 + 1))
     u1="tcp://127.0.0.1:$p1" u2="tcp://127.0.0.1:$p2"
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpipe.XXXXXX") || return 1
     $limit $runner "$prog" sum "$u2" "$w" >"$tmp/sum" 2>&1 &
@@ -98,13 +114,17 @@ dpipe_procs() {
         pids="$pids $!"
         i=$((i + 1))
     done
-    $limit $runner "$prog" gen "$n" "$u1" "$w"
+    $limit $runner "$prog" gen "$n" "$u1" "$w" 2>"$tmp/gen"
     grc=$?
+    # A generator that failed (its port taken) leaves the stages waiting.
+    # shellcheck disable=SC2086
+    [ "$grc" = 0 ] || kill $pids "$spid" 2>/dev/null
     rc=0
     for p in $pids; do wait "$p" || rc=$?; done
     wait "$spid" || rc=$?
     got=$(cat "$tmp/sum")
     shares=$(cat "$tmp"/sq* | sed -n 's/^square: \([0-9]*\) values$/\1/p' | tr '\n' ' ')
+    errs=$(cat "$tmp/gen" "$tmp"/sq* | grep -v '^square: [0-9]* values$')
     rm -rf "$tmp"
     want=$("$prog" local "$n")
     total=0 empty=0 k=0
@@ -114,7 +134,7 @@ dpipe_procs() {
     done
     [ "$grc" = 0 ] && [ "$rc" = 0 ] && [ "$got" = "$want" ] &&
         [ "$k" = "$w" ] && [ "$total" = "$n" ] && [ "$empty" = 0 ] ||
-        { echo "gen=$grc stages=$rc got '$got', want '$want', shares '$shares'"; return 1; }
+        { echo "gen=$grc stages=$rc got '$got', want '$want', shares '$shares' $errs"; return 1; }
 }
 
 # check NAME "ARGS" MODE EXPECTED... (see the top of this file)
