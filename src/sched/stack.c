@@ -31,6 +31,15 @@
  * the kernel's limit on mappings per process, which an mprotect'ed guard
  * per stack (two mappings per stack) would exceed at about 32,000.
  *
+ * A new stack's pages are left to fault in as the task touches them.
+ * Populating the top page of each stack of a batch ahead, with one
+ * process_madvise(MADV_POPULATE_WRITE) call, looks cheaper than 16 page
+ * faults but is not: the call walks the pages through get_user_pages and
+ * drains the LRU lists while holding the mapping lock that the other
+ * workers' mmap and guard calls wait for, whereas a fault takes only a
+ * lock on its own mapping.  Starting 10,000 tasks that block (the w5
+ * ring) took about 3,500 ns per task with it and 2,500 without.
+ *
  * Sanitizers and valgrind.  AddressSanitizer poisons the redzones of stack
  * frames and unpoisons them when the frame returns; a task that finishes
  * leaves its outermost frames poisoned, so a reused stack is unpoisoned
@@ -76,9 +85,6 @@ void __tsan_destroy_fiber(void *fiber);
 #ifdef __linux__
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
 #endif
 #ifndef PIDFD_SELF_PROCESS
 #define PIDFD_SELF_PROCESS (-10001)
@@ -231,44 +237,6 @@ static unsigned guard(char *base, size_t one, size_t gsz, unsigned n)
     return i;
 }
 
-/* process_madvise(MADV_POPULATE_WRITE) on the calling process: -1 once
- * the kernel has refused it, 0 otherwise. */
-static int populate_state;
-
-/*
- * Faults in the top page of each of the n new stacks at base (one apart),
- * where a task's first frames and the stack's node go, in one system call
- * where the kernel takes a vector of ranges for this advice (6.18 does).
- * A page fault costs a trap besides the work the kernel does for a page,
- * and a task that has never run spends most of its start on that page.
- * Only an optimisation: if it fails, the pages fault in when touched.
- */
-static void populate_tops(char *base, size_t one, size_t page, unsigned n)
-{
-#if defined(__linux__) && defined(SYS_process_madvise)
-#ifdef CHAN_VALGRIND
-    if (RUNNING_ON_VALGRIND)
-        return; /* it does not know process_madvise */
-#endif
-    if (__atomic_load_n(&populate_state, __ATOMIC_RELAXED) < 0)
-        return;
-    int saved_errno = chan__errno_save();
-    struct iovec iov[CHAN_STACK_BATCH_MAX];
-    for (unsigned k = 0; k < n; k++) {
-        iov[k].iov_base = base + (k + 1) * one - page;
-        iov[k].iov_len = page;
-    }
-    if (syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, (size_t)n,
-                MADV_POPULATE_WRITE, 0u) < 0 &&
-        errno != ENOMEM && errno != EINTR && errno != EAGAIN)
-        /* An older kernel, or a tool that does not know the call. */
-        __atomic_store_n(&populate_state, -1, __ATOMIC_RELAXED);
-    chan__errno_restore(saved_errno);
-#else
-    (void)base, (void)one, (void)page, (void)n;
-#endif
-}
-
 /* Set up the node of a new stack for the tools that watch stacks. */
 static void *stack_init(char *lo, size_t size)
 {
@@ -294,7 +262,7 @@ unsigned chan__stack_batch(size_t size)
 
 int chan__stack_new(size_t size, void **out, unsigned n)
 {
-    size_t page = chan__page_size(), gsz = chan__stack_guard();
+    size_t gsz = chan__stack_guard();
     size_t one = size + gsz;
     int saved_errno = chan__errno_save();
     char *base = mmap(NULL, one * n, PROT_READ | PROT_WRITE,
@@ -311,7 +279,6 @@ int chan__stack_new(size_t size, void **out, unsigned n)
     }
     unsigned made = guard(base, one, gsz, n);
     int err = made ? 0 : errno;
-    populate_tops(base, one, page, made);
     for (unsigned i = 0; i < made; i++)
         out[i] = stack_init(base + i * one + gsz, size);
     if (made < n && munmap(base + made * one, (n - made) * one) != 0)
