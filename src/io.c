@@ -114,6 +114,9 @@ int chan_fd_wait(int fd, int events, int64_t timeout_ns)
         rc = chan__pd_wait(pd, fd, dirs_of(events), &snap, deadline);
         if (rc < 0)
             return rc;
+        /* Events found after the wait began are as good as a new poll. */
+        if ((r = rc & (events | POLLERR | POLLHUP)) != 0)
+            return r;
     }
 }
 

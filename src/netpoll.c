@@ -85,6 +85,14 @@
  *     queued only if edges[d] still equals the snapshot taken before its
  *     owner's try, so every edge after the try either is seen by the
  *     owner or claims the waiter.
+ *   - poll_round grows (seq_cst) before every backend wait; a waiter
+ *     records it when queued.  The backend computes an event's ready
+ *     events during its wait, so an event of a later round than the
+ *     waiter's was found after the waiter was queued, hence after its
+ *     owner's try failed: the claim hands those events to the owner
+ *     (w->revents), which may report them instead of polling again.  An
+ *     event of the waiter's own round may have been found before the try
+ *     (and its readiness consumed by it): the owner polls.
  *
  * Locking.  pd->lock is a leaf lock (src/internal.h): nothing is taken
  * under it, and wakeups happen after it is released.  The backend call of
@@ -143,6 +151,7 @@ static _Atomic int holder;              /* HOLD_* */
 static _Atomic int want;                /* a worker asked for the poll */
 static _Atomic int64_t worker_polled;   /* when a worker last released it */
 static _Atomic unsigned thread_waiters; /* queued waiters of plain threads */
+static _Atomic uint32_t poll_round;     /* backend waits begun (see the top) */
 static _Atomic int sb_state;            /* SB_*; written under sb_mu */
 static pthread_mutex_t sb_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sb_cv;            /* CLOCK_MONOTONIC; init_once */
@@ -407,6 +416,8 @@ static void push(chan__pd_t *pd, chan__fdwaiter_t *w)
         pd->head = w;
     pd->tail = w;
     w->queued = 1;
+    w->revents = 0;
+    w->round = atomic_load(&poll_round); /* seq_cst: see the invariants */
     w->thread = w->sel->parker->ops == NULL;
     if (w->thread)
         atomic_fetch_add(&thread_waiters, 1); /* seq_cst: see standby() */
@@ -430,10 +441,12 @@ static void unlink_w(chan__pd_t *pd, chan__fdwaiter_t *w)
 
 /*
  * Unlinks every waiter for one of dirs and claims those still WAITING
- * with result; returns the winners, linked by wnext, for wake_all().
- * Called with pd->lock held.
+ * with result, handing revents (the ready events of an event of poll
+ * round round; 0: none) to those queued in an earlier round; returns the
+ * winners, linked by wnext, for wake_all().  Called with pd->lock held.
  */
-static chan__fdwaiter_t *claim(chan__pd_t *pd, int dirs, int result)
+static chan__fdwaiter_t *claim(chan__pd_t *pd, int dirs, int result,
+                               short revents, uint32_t round)
 {
     chan__fdwaiter_t *won = NULL, **tail = &won;
     chan__fdwaiter_t *w = pd->head;
@@ -449,6 +462,8 @@ static chan__fdwaiter_t *claim(chan__pd_t *pd, int dirs, int result)
                     memory_order_acq_rel, memory_order_acquire)) {
                 w->sel->chosen = w->index;
                 w->sel->result = result;
+                if ((int32_t)(round - w->round) > 0)
+                    w->revents = revents;
                 w->wnext = NULL;
                 *tail = w;
                 tail = &w->wnext;
@@ -499,7 +514,7 @@ int chan__pd_queue(chan__pd_t *pd, int fd, chan__fdwaiter_t *w,
          * for the old one (closed with close(2) under its feet): let it
          * try again, on whatever the number names now. */
         pd->seq++;
-        retry = claim(pd, CHAN_PD_IN | CHAN_PD_OUT, 0);
+        retry = claim(pd, CHAN_PD_IN | CHAN_PD_OUT, 0, 0, 0);
     }
     if (edged(pd, w->dirs, snap)) {
         rc = 1;
@@ -543,7 +558,7 @@ int chan__pd_wait(chan__pd_t *pd, int fd, int dirs,
         chan__pd_dequeue(pd, &w);
         return -ETIMEDOUT;
     }
-    return sel.result;
+    return sel.result == 0 && w.revents > 0 ? w.revents : sel.result;
 }
 
 void chan__pd_close(int fd)
@@ -558,14 +573,14 @@ void chan__pd_close(int fd)
     pd->seq++; /* events of the old registration already fetched: ignored */
     if (atomic_load_explicit(&started, memory_order_acquire))
         chan__pollb_del(fd);
-    chan__fdwaiter_t *won = claim(pd, CHAN_PD_IN | CHAN_PD_OUT, -EBADF);
+    chan__fdwaiter_t *won = claim(pd, CHAN_PD_IN | CHAN_PD_OUT, -EBADF, 0, 0);
     chan__unlock(&pd->lock);
     wake_all(won);
 }
 
 /* ------------------------------------------------------------ polling */
 
-static void ready(const chan__pollev_t *ev)
+static void ready(const chan__pollev_t *ev, uint32_t round)
 {
     chan__pd_t *pd = pd_find(ev->fd);
     if (!pd)
@@ -578,7 +593,7 @@ static void ready(const chan__pollev_t *ev)
             if (ev->dirs & (1 << d))
                 atomic_fetch_add_explicit(&pd->edges[d], 1,
                                           memory_order_release);
-        won = claim(pd, ev->dirs, 0);
+        won = claim(pd, ev->dirs, 0, ev->revents, round);
     }
     chan__unlock(&pd->lock);
     wake_all(won);
@@ -588,8 +603,10 @@ int chan__netpoll_poll(int64_t timeout_ns)
 {
     enum { BATCH = 64 };
     chan__pollev_t evs[BATCH];
+    /* seq_cst, before the wait: see the invariants at the top. */
+    uint32_t round = atomic_fetch_add(&poll_round, 1) + 1;
     int n = chan__pollb_wait(evs, BATCH, timeout_ns);
     for (int i = 0; i < n; i++)
-        ready(&evs[i]);
+        ready(&evs[i], round);
     return n;
 }

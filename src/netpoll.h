@@ -48,6 +48,12 @@ typedef struct chan__fdwaiter {
     int dirs;                     /* CHAN_PD_* waited for; immutable */
     int queued;                   /* 1 while linked; pd->lock */
     int thread;                   /* the owner is a plain thread; pd->lock */
+    uint32_t round;               /* the poll round when queued; pd->lock */
+    /* Set by the claimer: the ready events (poll(2) bits) of the backend
+     * event that claimed the waiter, if they were found after it was
+     * queued, so the owner may report them without asking the kernel
+     * again; 0 otherwise (then the owner polls). */
+    short revents;
 } chan__fdwaiter_t;
 
 /*
@@ -95,7 +101,10 @@ static inline void chan__pd_snap(chan__pd_t *pd, chan__pd_snap_t *s)
 
 /*
  * chan__pd_wait - wait until fd sees an edge in one of dirs since snap, or
- * until deadline.  Returns 0 (try again; may be spurious), -ETIMEDOUT,
+ * until deadline.  Returns 0 (try again; may be spurious), the ready
+ * events (> 0, poll(2) bits, for every direction) that the backend found
+ * after the waiter was queued, which the caller may report as they are
+ * (or try again, as for 0), -ETIMEDOUT,
  * -EBADF (fd was closed with chan_fd_close since the snapshot, or is not
  * open), or the negative errno of registering fd with the backend (-EPERM
  * for a descriptor the backend cannot watch).  Holds no lock on entry or
@@ -169,6 +178,7 @@ typedef struct chan__pollev {
     int fd;
     uint32_t seq;   /* the registration it belongs to */
     int dirs;       /* CHAN_PD_*; errors and hangups set both */
+    short revents;  /* the same as poll(2) reports it: POLLIN, POLLOUT, ... */
 } chan__pollev_t;
 
 /* chan__pollb_open - create the backend's kernel object: 0 or -errno. */

@@ -138,6 +138,11 @@ int chan__pollb_wait(chan__pollev_t *out, int max, int64_t timeout_ns)
         out[k].fd = (int)(uint32_t)evs[i].data.u64;
         out[k].seq = (uint32_t)(evs[i].data.u64 >> 32);
         out[k].dirs = dirs;
+        out[k].revents = (short)((m & EPOLLIN ? POLLIN : 0) |
+                                 (m & EPOLLPRI ? POLLPRI : 0) |
+                                 (m & EPOLLOUT ? POLLOUT : 0) |
+                                 (m & EPOLLERR ? POLLERR : 0) |
+                                 (m & EPOLLHUP ? POLLHUP : 0));
         k++;
     }
     return k;

@@ -574,9 +574,11 @@ static void dequeue_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
 /*
  * The select of mixed channel and descriptor cases.  A descriptor case
  * is chosen when poll(2) reports it ready, with result its revents.  The
- * poller's wakeup only says that the descriptor may be ready: it is
- * polled again, and if it is not ready after all (another reader took the
- * data), the select starts over with the same deadline.
+ * poller's wakeup says that the descriptor was ready when the poller
+ * looked: if it looked after the case was queued, its events stand for a
+ * poll now; otherwise the descriptor is polled again, and if it is not
+ * ready after all (the select's own first look, or another reader, took
+ * the readiness), the select starts over with the same deadline.
  */
 static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
                               size_t nfd, int64_t timeout_ns)
@@ -631,6 +633,7 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
             w->dirs = (c->events & POLLIN ? CHAN_PD_IN : 0) |
                       (c->events & POLLOUT ? CHAN_PD_OUT : 0);
             w->queued = 0;
+            w->revents = 0;
             /* Not queued: an edge came (poll again below), or an error,
              * which makes the case ready with it (-EBADF: chan_fd_close). */
             int q = chan__pd_queue(m->fdc[j].pd, c->fd, w, &m->fdc[j].snap);
@@ -669,8 +672,11 @@ static int select_cases_mixed(chan_case_t *cases, struct mixed *m, size_t nch,
         for (size_t j = 0; j < nfd; j++) {
             if (m->fdk[j] != sel.chosen)
                 continue;
+            /* The poller's events, if it found them after the waiter was
+             * queued, are as good as a poll now (netpoll.c). */
             struct pollfd one = m->pfd[j];
-            if (chan__fd_poll(&one, 1) > 0)
+            r = m->fdc[j].w.revents & (one.events | POLLERR | POLLHUP);
+            if (r == 0 && chan__fd_poll(&one, 1) > 0)
                 r = one.revents & POLLNVAL ? -EBADF : one.revents;
         }
         if (r != 0) {

@@ -1161,9 +1161,10 @@ Test(io, select_fd_and_channel_cases_are_fair)
     close(p[1]);
 }
 
-/* Several selects on one pipe, one byte at a time: a select woken for a
- * byte that another took goes back to waiting, never returning "ready"
- * with nothing ready. */
+/* Several selects on one pipe, one byte at a time: every select returns
+ * ready with POLLIN (or POLLHUP at the end), never an error; a reader may
+ * find the byte taken by another (as after poll(2) in several threads),
+ * and then waits again. */
 struct sel_reader {
     int fd;
     atomic_int *total;
@@ -1219,6 +1220,113 @@ Test(io, selects_share_a_descriptor_without_false_readiness)
     }
     cr_assert_eq(atomic_load(&total), bytes);
     close(p[0]);
+}
+
+/* One reader, so nobody else takes what a select reported: each select
+ * that says POLLIN must be followed by a read that gets bytes.  The writer
+ * writes two bytes back to back, so that the reader often takes both
+ * while the poller still has the second one's event in hand: that event
+ * must not make the reader's next select report readiness that its own
+ * read consumed before it queued. */
+struct lone_reader {
+    int fd;
+    int fd_wait;  /* wait with chan_fd_wait instead of a select */
+    long got;
+    long empty;  /* selects that said POLLIN before a read found nothing */
+    int bad;
+};
+
+static void lone_reader_run(struct lone_reader *r)
+{
+    char buf[64];
+    for (;;) {
+        chan_case_t c[1] = { CHAN_FD_CASE(r->fd, POLLIN) };
+        int k = 0, ev = 0;
+        if (r->fd_wait)
+            ev = chan_fd_wait(r->fd, POLLIN, 20000 * TEST_MS);
+        else if ((k = chan_select(c, 1, 20000 * TEST_MS)) == 0)
+            ev = c[0].result;
+        if (k != 0 || ev <= 0 || !(ev & (POLLIN | POLLHUP))) {
+            r->bad = 1;
+            return;
+        }
+        ssize_t n = chan_read(r->fd, buf, sizeof buf, 0);
+        if (n == 0)
+            return; /* end of file */
+        if (n == -EAGAIN)
+            r->empty++;
+        else if (n > 0)
+            r->got += n;
+        else {
+            r->bad = 1;
+            return;
+        }
+    }
+}
+
+static void *lone_reader_thread(void *arg)
+{
+    lone_reader_run(arg);
+    return NULL;
+}
+
+static void lone_reader_task(void *arg)
+{
+    lone_reader_run(arg);
+}
+
+static void lone_reader_feed(int wfd, long pairs)
+{
+    for (long i = 0; i < pairs; i++) {
+        cr_assert_eq(write(wfd, "a", 1), 1);
+        cr_assert_eq(write(wfd, "b", 1), 1);
+        if (i % 4 == 0)
+            test_sleep_ns(TEST_MS / 20);
+    }
+    close(wfd);
+}
+
+Test(io, lone_reader_is_never_told_of_stale_readiness)
+{
+    long pairs = test_scaled(4000, 200);
+    /* A plain thread, woken by the poller thread. */
+    int p[2];
+    make_pipe(p);
+    struct lone_reader r = { .fd = p[0] };
+    pthread_t t = test_thread_start(lone_reader_thread, &r);
+    lone_reader_feed(p[1], pairs);
+    test_thread_join(t);
+    close(p[0]);
+    cr_assert_eq(r.bad, 0);
+    cr_assert_eq(r.got, 2 * pairs);
+    cr_assert_eq(r.empty, 0, "%ld selects reported bytes already read",
+                 r.empty);
+
+    /* A task, woken by a worker that polls. */
+    chan_sched_t *s = test_sched_make(2);
+    make_pipe(p);
+    struct lone_reader tr = { .fd = p[0] };
+    cr_assert_eq(chan_go(s, lone_reader_task, &tr), 0);
+    lone_reader_feed(p[1], pairs);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    chan_sched_free(s);
+    close(p[0]);
+    cr_assert_eq(tr.bad, 0);
+    cr_assert_eq(tr.got, 2 * pairs);
+    cr_assert_eq(tr.empty, 0, "%ld selects reported bytes already read",
+                 tr.empty);
+
+    /* chan_fd_wait, which is woken the same way. */
+    make_pipe(p);
+    struct lone_reader wr = { .fd = p[0], .fd_wait = 1 };
+    t = test_thread_start(lone_reader_thread, &wr);
+    lone_reader_feed(p[1], pairs);
+    test_thread_join(t);
+    close(p[0]);
+    cr_assert_eq(wr.bad, 0);
+    cr_assert_eq(wr.got, 2 * pairs);
+    cr_assert_eq(wr.empty, 0, "%ld waits reported bytes already read",
+                 wr.empty);
 }
 
 struct task_sel {
