@@ -6,7 +6,8 @@
  *
  * The server listens on 127.0.0.1:P (0, the default, lets the kernel
  * choose; the first line printed, "port N", says which port it got) and
- * echoes what each client sends, through a 4 KiB buffer per connection.
+ * echoes what each client sends, through a 4 KiB buffer that a connection
+ * holds only while it has something to echo.
  * A connection that stays quiet for MS milliseconds (default 60000) is
  * closed: its task waits with a select over the socket (CHAN_FD_CASE) and
  * a timeout, so the wait for data and the idle timer are one call, and
@@ -44,12 +45,33 @@ static int64_t idle_ns = 60000 * MS;
 static chan_wg_t *wg;
 static atomic_long connections, echoed, idle_closed;
 
+enum { BUF_SIZE = 4096 };
+
+/* Echoes what fd has to read now: 1 to go on waiting, 0 to close. */
+static int echo_ready(int fd)
+{
+    char *buf = malloc(BUF_SIZE);
+    if (!buf)
+        return 0;
+    int more = 1;
+    ssize_t n = chan_read(fd, buf, BUF_SIZE, 0);
+    if (n == -EAGAIN)
+        ; /* nothing after all: wait again */
+    else if (n <= 0 || chan_write(fd, buf, (size_t)n, idle_ns) != n)
+        more = 0; /* end of file or an error */
+    else
+        atomic_fetch_add(&echoed, n);
+    free(buf);
+    return more;
+}
+
 /* One connection: echo until the client closes, or until it stays quiet
- * for idle_ns. */
+ * for idle_ns.  The buffer exists only while there is something to echo,
+ * so an idle connection costs its task's stack (a page) and nothing
+ * more: the select needs no buffer, unlike a blocking read. */
 static void serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    char buf[4096];
     for (;;) {
         chan_case_t c[1] = { CHAN_FD_CASE(fd, POLLIN) };
         int k = chan_select(c, 1, idle_ns);
@@ -57,16 +79,8 @@ static void serve(void *arg)
             atomic_fetch_add(&idle_closed, 1);
             break;
         }
-        if (k != 0 || c[0].result < 0)
+        if (k != 0 || c[0].result < 0 || !echo_ready(fd))
             break;
-        ssize_t n = chan_read(fd, buf, sizeof buf, 0);
-        if (n == -EAGAIN)
-            continue;
-        if (n <= 0)
-            break; /* end of file or an error */
-        if (chan_write(fd, buf, (size_t)n, idle_ns) != n)
-            break;
-        atomic_fetch_add(&echoed, n);
     }
     chan_fd_close(fd);
     chan_wg_done(wg);
