@@ -85,8 +85,10 @@ done
 mkdir -p "$(dirname "$RESULTS")"
 : >"$RESULTS"
 echo "== runs"
-for i in "${!names[@]}"; do
-    for wl in $WORKLOADS; do
+# Workload by workload, every server in turn: the machine's speed drifts
+# over minutes, and this keeps the runs compared with each other close.
+for wl in $WORKLOADS; do
+    for i in "${!names[@]}"; do
         # shellcheck disable=SC2086
         out=$("$load" "${names[$i]}" ${cmds[$i]} -- "$wl" "$REPS" "$TARGET" </dev/null)
         rc=$?
