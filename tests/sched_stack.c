@@ -583,3 +583,86 @@ Test(sched_stack, stack_size_option_is_honoured)
     chan_sched_free(s);
 }
 
+
+/* A burst of tasks that each need a stack of their own (all blocked at
+ * once), then finish: once the workers are idle, the memory of the stacks
+ * beyond the caches goes back to the kernel (their pages are no longer
+ * resident), and the next burst finds the mappings again. */
+enum { BURST = 600, BURST_TOUCH = 16 * 1024 };
+
+struct burst {
+    chan_t *gate;
+    chan_wg_t *started;
+    char *page[BURST];
+    atomic_int bad;
+};
+
+struct burst_arg {
+    struct burst *b;
+    int i;
+};
+
+static void burst_body(void *arg)
+{
+    struct burst_arg *a = arg;
+    volatile char deep[BURST_TOUCH];
+    for (size_t k = 0; k < sizeof deep; k += 512)
+        deep[k] = 1;
+    long page = sysconf(_SC_PAGESIZE);
+    a->b->page[a->i] =
+        (char *)((uintptr_t)&deep[0] & ~(uintptr_t)(page - 1));
+    chan_wg_done(a->b->started);
+    if (chan_recv(a->b->gate, NULL) != -EPIPE)
+        atomic_store(&a->b->bad, 1);
+}
+
+static int burst_resident(struct burst *b)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    int n = 0;
+    for (int i = 0; i < BURST; i++) {
+        unsigned char v = 0;
+        cr_assert_eq(mincore(b->page[i], (size_t)page, &v), 0);
+        n += v & 1;
+    }
+    return n;
+}
+
+static void burst_run(chan_sched_t *s, struct burst *b, struct burst_arg *a)
+{
+    b->gate = chan_make(0, 0);
+    b->started = chan_wg_new();
+    cr_assert(b->gate && b->started);
+    cr_assert_eq(chan_wg_add(b->started, BURST), 0);
+    for (int i = 0; i < BURST; i++) {
+        a[i] = (struct burst_arg){ b, i };
+        cr_assert_eq(chan_go(s, burst_body, &a[i]), 0);
+    }
+    cr_assert_eq(chan_wg_wait(b->started), 0);
+    cr_assert_eq(burst_resident(b), BURST);
+    cr_assert_eq(chan_close(b->gate), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(atomic_load(&b->bad), 0);
+    chan_release(b->gate);
+    chan_wg_free(b->started);
+}
+
+Test(sched_stack, memory_of_finished_stacks_goes_back_when_idle)
+{
+    chan_sched_t *s = test_sched_make(2);
+    static struct burst b;
+    static struct burst_arg a[BURST];
+    for (int round = 0; round < 2; round++) {
+        burst_run(s, &b, a);
+        /* At most the caches (16 per worker, 64 shared) stay resident;
+         * the idle workers discard the rest soon after the burst. */
+        int64_t deadline = test_now_ns() + 10000 * TEST_MS;
+        int left;
+        while ((left = burst_resident(&b)) > 16 * 2 + 64 &&
+               test_now_ns() < deadline)
+            test_sleep_ns(TEST_MS);
+        cr_assert_leq(left, 16 * 2 + 64, "round %d: %d of %d stacks resident",
+                      round, left, BURST);
+    }
+    chan_sched_free(s);
+}

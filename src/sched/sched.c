@@ -506,6 +506,13 @@ static chan__task_t *spin(chan__worker_t *w, int *held)
          * spinner, napping, so that their wakeups need not wake a
          * sleeper (a system call each). */
         if (!others_busy(w)) {
+            /* About to sleep: first give back the memory of the stacks
+             * of tasks that finished, a batch at a time, looking for
+             * work in between (stack.c). */
+            if (chan__stack_trim(s)) {
+                i = SPIN_ROUNDS;
+                continue;
+            }
             /* About to sleep: in the poll, if it can be had.  The
              * poller thread, asked to hand it over, does so as soon
              * as it runs: nap meanwhile, for a while at most. */

@@ -56,7 +56,8 @@
  * Its stack is taken when it first runs (so that a queue of many tasks
  * that have not started costs no stacks) and goes back to a cache when it
  * finishes: its worker's, else the shared one, else (both full) the cold
- * pool, which gives the stack's memory back to the kernel but keeps the
+ * pool, which gives the stack's memory back to the kernel (once a worker
+ * goes idle, or the stack has waited there a while) but keeps the
  * mapping for a later task.  Stacks are unmapped by chan_sched_free (or
  * earlier only if the pool cannot grow).
  * chan_sched_new maps the first stack itself (refusing a size that
@@ -430,6 +431,12 @@ CHAN_INTERNAL chan__task_t *chan__stack_give(chan__worker_t *w, void *lo);
 /* chan__stack_wait - t found no stack: it waits in s's stack-wait list
  * (the top of this file). */
 CHAN_INTERNAL void chan__stack_wait(chan_sched_t *s, chan__task_t *t);
+
+/* chan__stack_trim - discard the memory of up to CHAN_STACK_DISCARD
+ * stacks of s's cold pool that wait for it, without holding the stack
+ * lock while the kernel does it.  Returns 1 if it discarded some, 0 if
+ * none waited.  Called by idle workers (sched.c). */
+CHAN_INTERNAL int chan__stack_trim(chan_sched_t *s);
 
 /* chan__task_stack_waiter - take the oldest task of s's stack-wait list,
  * or NULL. */

@@ -31,6 +31,17 @@
  * the kernel's limit on mappings per process, which an mprotect'ed guard
  * per stack (two mappings per stack) would exceed at about 32,000.
  *
+ * Beyond the caches, a finished task's stack goes to the cold pool, which
+ * keeps the mapping and gives the memory back to the kernel
+ * (MADV_DONTNEED).  Not at once: a burst of tasks that finish would pay
+ * for it (the discard interrupts the other CPUs that may cache the pages
+ * in their TLBs, and zeroes what is touched again), and the next burst
+ * would fault every page in again.  A worker about to sleep discards the
+ * stacks waiting in the pool first (chan__stack_trim, a batch at a time,
+ * looking for work in between); a stack that has waited for
+ * CHAN_STACK_STALE_NS is discarded by the next task that finishes, so
+ * that workers that never idle do not keep the memory forever.
+ *
  * A new stack's pages are left to fault in as the task touches them.
  * Populating the top page of each stack of a batch ahead, with one
  * process_madvise(MADV_POPULATE_WRITE) call, looks cheaper than 16 page
@@ -56,6 +67,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -74,6 +86,7 @@ void *__tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void *fiber);
 #endif
 
+#include "clock.h"
 #include "sched/sched.h"
 #include "sched/stack.h"
 
@@ -351,12 +364,19 @@ int chan__stack_put(chan__stack_cache_t *c, void *lo, size_t size)
 
 /* ---------------------------------------------------------------- cold */
 
-/* A cold stack, with a copy of its node (whose page was discarded). */
+/* A stack of a pool, with a copy of its node (whose page is discarded),
+ * and when it came to the pool. */
 struct chan__stack_cold {
     void *lo;
     unsigned vg;
     void *fiber;
+    int64_t since;
 };
+
+static void pool_count(chan__stack_pool_t *p)
+{
+    __atomic_store_n(&p->waiting, p->n - p->ncold, __ATOMIC_RELAXED);
+}
 
 /* process_madvise on the calling process: 1 works, -1 refused, 0 unknown. */
 static int vector_state;
@@ -400,34 +420,53 @@ static void discard(struct chan__stack_cold *v, size_t n, size_t size)
     chan__errno_restore(saved_errno);
 }
 
-/* Appends lo to p (still warm); 0 if p cannot grow. */
-static int pool_add(chan__stack_pool_t *p, void *lo, size_t size)
+/* Room for k more entries in p; 0 if p cannot grow. */
+static int pool_room(chan__stack_pool_t *p, size_t k)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4 * CHAN_STACK_DISCARD;
-        int saved_errno = chan__errno_save();
-        struct chan__stack_cold *v = realloc(p->v, cap * sizeof *v);
-        chan__errno_restore(saved_errno);
-        if (!v)
-            return 0;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (p->n + k <= p->cap)
+        return 1;
+    size_t cap = p->cap ? p->cap : 4 * CHAN_STACK_DISCARD;
+    while (cap < p->n + k)
+        cap *= 2;
+    int saved_errno = chan__errno_save();
+    struct chan__stack_cold *v = realloc(p->v, cap * sizeof *v);
+    chan__errno_restore(saved_errno);
+    if (!v)
+        return 0;
+    p->v = v;
+    p->cap = cap;
+    return 1;
+}
+
+/* Appends lo to p (still warm, waiting for its discard); 0 if p cannot
+ * grow. */
+static int pool_add(chan__stack_pool_t *p, void *lo, size_t size,
+                    int64_t now)
+{
+    if (!pool_room(p, 1))
+        return 0;
     struct node *nd = node_of(lo, size);
 #ifdef CHAN_ASAN
     ASAN_UNPOISON_MEMORY_REGION(lo, size);
 #endif
-    p->v[p->n++] = (struct chan__stack_cold){ lo, nd->vg, nd->fiber };
+    p->v[p->n++] = (struct chan__stack_cold){ lo, nd->vg, nd->fiber, now };
+    pool_count(p);
     return 1;
 }
 
 int chan__stack_cool(chan__stack_pool_t *p, void *lo, size_t size)
 {
-    if (!pool_add(p, lo, size))
+    int64_t now = chan__now();
+    if (!pool_add(p, lo, size, now))
         return 0;
-    if (p->n - p->ncold == CHAN_STACK_DISCARD) {
+    /* Nobody idle has discarded the oldest ones for a while (the workers
+     * are busy, or there are far more stacks than tasks): do it here. */
+    if (p->n - p->ncold >= CHAN_STACK_DISCARD &&
+        now - p->v[p->ncold + CHAN_STACK_DISCARD - 1].since >=
+            CHAN_STACK_STALE_NS) {
         discard(p->v + p->ncold, CHAN_STACK_DISCARD, size);
-        p->ncold = p->n;
+        p->ncold += CHAN_STACK_DISCARD;
+        pool_count(p);
     }
     return 1;
 }
@@ -440,6 +479,7 @@ void *chan__stack_warm(chan__stack_pool_t *p, size_t size)
     struct chan__stack_cold c = p->v[--p->n];
     if (p->ncold > p->n)
         p->ncold = p->n;
+    pool_count(p);
     struct node *nd = node_of(c.lo, size);
     nd->vg = c.vg;
     nd->fiber = c.fiber;
@@ -451,7 +491,7 @@ void chan__stack_drain(chan__stack_cache_t *c, chan__stack_pool_t *p,
 {
     void *lo;
     while ((lo = chan__stack_get(c, size)) != NULL)
-        if (!pool_add(p, lo, size))
+        if (!pool_add(p, lo, size, 0))
             chan__stack_free(lo, size);
 }
 
@@ -491,6 +531,7 @@ void chan__stack_pool_drain(chan__stack_pool_t *p, size_t size)
     free(p->v);
     p->v = NULL;
     p->n = p->ncold = p->cap = 0;
+    pool_count(p);
 }
 
 /* ---------------------------------------------------------------- policy */
@@ -524,6 +565,48 @@ void *chan__stack_take(chan__worker_t *w, int *err)
         if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
             chan__stack_free(batch[i], s->stack_size);
     return batch[0];
+}
+
+int chan__stack_trim(chan_sched_t *s)
+{
+    if (chan__stack_pool_waiting(&s->cold) == 0)
+        return 0;
+    /* The newest waiting ones, out of the pool while they are discarded
+     * without the lock (so that nobody takes them meanwhile), then back
+     * among the cold ones. */
+    struct chan__stack_cold v[CHAN_STACK_DISCARD];
+    size_t size = s->stack_size, k;
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    chan__stack_pool_t *p = &s->cold;
+    k = p->n - p->ncold;
+    if (k > CHAN_STACK_DISCARD)
+        k = CHAN_STACK_DISCARD;
+    p->n -= k;
+    memcpy(v, p->v + p->n, k * sizeof *v);
+    pool_count(p);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    if (k == 0)
+        return 0;
+    discard(v, k, size);
+    chan__check(pthread_mutex_lock(&s->stack_mu));
+    size_t kept = pool_room(p, k) ? k : 0;
+    for (size_t i = 0; i < kept; i++) {
+        /* v[i] joins the cold ones; the first waiting one moves up. */
+        p->v[p->n] = p->v[p->ncold];
+        p->v[p->ncold++] = v[i];
+        p->n++;
+    }
+    pool_count(p);
+    chan__check(pthread_mutex_unlock(&s->stack_mu));
+    for (size_t i = kept; i < k; i++) {
+        /* The pool cannot grow: these go back to the kernel whole. */
+        stack_fini(v[i].lo, size, v[i].vg, v[i].fiber);
+        int saved_errno = chan__errno_save();
+        size_t gsz = chan__stack_guard();
+        (void)munmap((char *)v[i].lo - gsz, size + gsz);
+        chan__errno_restore(saved_errno);
+    }
+    return 1;
 }
 
 chan__task_t *chan__task_stack_waiter(chan_sched_t *s)

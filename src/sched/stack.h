@@ -35,20 +35,28 @@ typedef struct chan__stack_cache {
     unsigned max;     /* the bound: a put beyond it is refused */
 } chan__stack_cache_t;
 
-/* Stacks a pool collects before it discards their memory in one go. */
+/* Stacks whose memory is discarded in one go (one system call). */
 #define CHAN_STACK_DISCARD 64
 
+/* A stack that has waited this long in a pool for its discard is
+ * discarded by the next task that finishes, even if no worker is idle. */
+#define CHAN_STACK_STALE_NS ((int64_t)50 * 1000 * 1000)
+
 /*
- * A pool of cold stacks: ones whose memory went back to the kernel (their
- * pages are discarded; the mapping and the guard stay), so they cost
- * address space only.  Unbounded; entries live in an array outside the
- * stacks: v[0 .. ncold-1] are cold, v[ncold .. n-1] (fewer than
- * CHAN_STACK_DISCARD) still wait for their discard.  Lock: the owner's
- * (the scheduler's stack lock).
+ * A pool of stacks beyond the caches.  Cold ones had their memory given
+ * back to the kernel (their pages are discarded; the mapping and the guard
+ * stay), so they cost address space only; the others wait for that
+ * discard, which is left to idle workers (chan__stack_trim) so that a
+ * burst of finishing tasks does not pay for it, and whose pages the next
+ * burst of starting tasks finds still there.  Unbounded; entries live in
+ * an array outside the stacks: v[0 .. ncold-1] are cold, v[ncold .. n-1]
+ * wait, oldest first.  waiting mirrors n - ncold for readers without the
+ * lock.  Lock: the owner's (the scheduler's stack lock).
  */
 typedef struct chan__stack_pool {
     struct chan__stack_cold *v;
     size_t n, ncold, cap;
+    size_t waiting; /* read and written with __atomic builtins */
 } chan__stack_pool_t;
 
 /* chan__page_size - the system page size (cached after the first call). */
@@ -95,12 +103,19 @@ CHAN_INTERNAL int chan__stack_put(chan__stack_cache_t *c, void *lo,
 CHAN_INTERNAL void chan__stack_drain(chan__stack_cache_t *c,
                                      chan__stack_pool_t *p, size_t size);
 
-/* chan__stack_cool - keep lo in p and give its memory back to the kernel
- * (along with the others waiting for that, once there are
- * CHAN_STACK_DISCARD of them); returns 0 if p cannot grow (then the
- * caller keeps lo). */
+/* chan__stack_cool - keep lo in p, to wait for its discard (and discard
+ * the CHAN_STACK_DISCARD oldest waiting ones if they have waited for
+ * CHAN_STACK_STALE_NS); returns 0 if p cannot grow (then the caller keeps
+ * lo). */
 CHAN_INTERNAL int chan__stack_cool(chan__stack_pool_t *p, void *lo,
                                    size_t size);
+
+/* chan__stack_pool_waiting - how many stacks of p wait for their discard
+ * (read without the lock: a hint). */
+static inline size_t chan__stack_pool_waiting(chan__stack_pool_t *p)
+{
+    return __atomic_load_n(&p->waiting, __ATOMIC_RELAXED);
+}
 
 /* chan__stack_warm - a stack of p ready for a new task, or NULL.  Its
  * memory comes back (zeroed) as the task touches it. */
