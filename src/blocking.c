@@ -187,6 +187,7 @@ static struct job *next_job(void)
 /* A helper; arg is its first job.  It belongs to generation pool.gen. */
 static void *helper(void *arg)
 {
+    chan__thread_name("chan-blocking");
     struct job *j = arg;
     chan__check(pthread_mutex_lock(&pool.mu));
     unsigned gen = pool.gen;

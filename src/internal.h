@@ -170,6 +170,13 @@ static inline void chan__cpu_relax(void)
 #define CHAN_CACHELINE 64
 
 /*
+ * chan__thread_name - name the calling thread (at most 15 characters), for
+ * debuggers and /proc/PID/task/TID/comm; every thread of the library's
+ * is named "chan-" and what it does.
+ */
+CHAN_INTERNAL void chan__thread_name(const char *name);
+
+/*
  * chan__thread_start_quiet - start fn(arg) on a detached thread with every
  * signal blocked (thread.c).  Returns 0 or -ENOMEM.
  */

@@ -247,6 +247,7 @@ static void standby(void)
 
 static void *poller_main(void *arg)
 {
+    chan__thread_name("chan-netpoll");
     (void)arg;
     for (;;) {
         standby();

@@ -255,6 +255,7 @@ static void relay_poke(void)
 
 static void *relay_thread(void *arg)
 {
+    chan__thread_name("chan-signal");
     (void)arg;
     chan__check(pthread_mutex_lock(&reg_mu));
     for (;;) {

@@ -268,6 +268,7 @@ static int64_t rearm(chan__timer_t *t, int64_t now)
 
 static void *timer_thread(void *arg)
 {
+    chan__thread_name("chan-timer");
     (void)arg;
     chan__check(pthread_mutex_lock(&heap_mu));
     int64_t pass_start = chan__now();

@@ -325,6 +325,7 @@ static size_t all_stuck(chan_sched_t *s, int64_t now)
 
 static void *monitor(void *arg)
 {
+    chan__thread_name("chan-monitor");
     chan_sched_t *s = arg;
     s->mon_since = chan__now();
     s->mon_progress =

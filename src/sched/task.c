@@ -512,6 +512,7 @@ static chan__task_t *task_run(chan__worker_t *w, chan__task_t *t)
 
 void *chan__task_worker_main(void *arg)
 {
+    chan__thread_name("chan-worker");
     chan__worker_t *w = arg;
     chan__worker_bind(w);
     worker_init(w);
