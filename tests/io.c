@@ -11,6 +11,7 @@
  */
 #include "util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1327,6 +1328,115 @@ Test(io, lone_reader_is_never_told_of_stale_readiness)
     cr_assert_eq(wr.got, 2 * pairs);
     cr_assert_eq(wr.empty, 0, "%ld waits reported bytes already read",
                  wr.empty);
+}
+
+/* The threads of this process named name: their ids and voluntary
+ * context switches so far, at most max of them; returns how many. */
+static int named_threads(const char *name, long *tid, long *switches,
+                         int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    cr_assert(d, "opendir(/proc/self/task)");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < max) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread has just ended */
+        if (!fgets(comm, sizeof comm, f))
+            comm[0] = 0;
+        fclose(f);
+        comm[strcspn(comm, "\n")] = 0;
+        if (strcmp(comm, name) != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        if (!(f = fopen(path, "r")))
+            continue;
+        char line[128];
+        long v = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+                break;
+        fclose(f);
+        tid[n] = atol(e->d_name);
+        switches[n] = v;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+struct ponger {
+    int in, out;
+    long rounds;
+    atomic_int bad;
+};
+
+static void pong_task(void *arg)
+{
+    struct ponger *p = arg;
+    for (long i = 0; i < p->rounds; i++) {
+        char b;
+        if (chan_read(p->in, &b, 1, 20000 * TEST_MS) != 1 ||
+            write(p->out, &b, 1) != 1) {
+            atomic_store(&p->bad, 1);
+            return;
+        }
+    }
+}
+
+/* A worker asleep in the descriptor poll runs the task that the poll
+ * woke itself, without waking another worker: with two workers, one of
+ * them does all of the work and the other stays asleep. */
+Test(io, a_worker_that_polls_runs_the_task_it_woke)
+{
+    long rounds = test_scaled(200, 50);
+    chan_sched_t *s = test_sched_make(2);
+    int a[2], b[2];
+    make_pipe(a);
+    make_pipe(b);
+    struct ponger p = { .in = a[0], .out = b[1], .rounds = rounds };
+    cr_assert_eq(chan_go(s, pong_task, &p), 0);
+    /* One round first: the task has run and its descriptor is known. */
+    char c = 'x';
+    cr_assert_eq(write(a[1], &c, 1), 1);
+    cr_assert_eq(read(b[0], &c, 1), 1);
+    /* A thread the library starts from a worker (the poller's) bears
+     * the worker's name until it has named itself. */
+    long tid0[4], sw0[4], tid1[4], sw1[4];
+    int64_t until = test_now_ns() + 5000 * TEST_MS;
+    int n;
+    while ((n = named_threads("chan-worker", tid0, sw0, 4)) != 2 &&
+           test_now_ns() < until)
+        test_sleep_ns(TEST_MS);
+    if (n != 2)
+        cr_skip_test("the workers' threads are not named here (%d found)", n);
+    for (long i = 1; i < rounds; i++) {
+        /* Long enough for both workers to go to sleep, one of them in
+         * the poll. */
+        test_sleep_ns(2 * TEST_MS);
+        cr_assert_eq(write(a[1], &c, 1), 1);
+        cr_assert_eq(read(b[0], &c, 1), 1);
+    }
+    cr_assert_eq(named_threads("chan-worker", tid1, sw1, 4), 2);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    chan_sched_free(s);
+    cr_assert_eq(atomic_load(&p.bad), 0);
+    cr_assert(tid0[0] == tid1[0] && tid0[1] == tid1[1]);
+    long d0 = sw1[0] - sw0[0], d1 = sw1[1] - sw0[1];
+    long least = d0 < d1 ? d0 : d1;
+    cr_log_info("worker context switches: %ld and %ld in %ld rounds", d0, d1, rounds);
+    cr_assert_lt(least, rounds / 3,
+                 "both workers woke for the I/O of one task: %ld and %ld "
+                 "context switches in %ld rounds", d0, d1, rounds);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
 }
 
 struct task_sel {

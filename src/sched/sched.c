@@ -255,10 +255,10 @@ void chan__sched_push_local(chan__worker_t *w, chan__task_t *t)
 
 void chan__sched_ready(chan__task_t *t)
 {
-    chan__worker_t *w = chan__in_task_of(t->sched);
-    if (w)
+    chan__worker_t *w = chan__worker_self();
+    if (w && w->sched == t->sched && w->current)
         local_put(w, t, 1, 1);
-    else if (w && w->polling && w->sched == t->sched)
+    else if (w && w->sched == t->sched && w->polling)
         local_put(w, t, 0, 0); /* idle() runs it, or wakes a helper */
     else
         chan__sched_push_global(t->sched, t);
