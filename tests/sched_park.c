@@ -558,3 +558,81 @@ Test(sched_park, wait_group_in_tasks)
     chan_wg_free(w.wg);
 }
 
+
+/* ------------------------------------------------------------ broadcast */
+
+/* A plain thread's close wakes every task blocked on the channel, of two
+ * schedulers, in runs longer than the batch the library queues them in
+ * and interleaved, along with plain threads and selects. */
+enum { BC_RUN = 150 };
+
+struct bcast_waiter {
+    chan_t *ch;
+    chan_wg_t *blocking;
+    int select;
+    int rc;
+};
+
+static void bcast_wait(struct bcast_waiter *b)
+{
+    chan_wg_done(b->blocking);
+    if (b->select) {
+        chan_case_t c[1] = { CHAN_RECV_CASE(b->ch, NULL) };
+        int k = chan_select(c, 1, CHAN_FOREVER);
+        b->rc = k == 0 ? c[0].result : k;
+    } else {
+        b->rc = chan_recv(b->ch, NULL);
+    }
+}
+
+static void bcast_task(void *arg)
+{
+    bcast_wait(arg);
+}
+
+static void *bcast_thread(void *arg)
+{
+    bcast_wait(arg);
+    return NULL;
+}
+
+Test(sched_park, thread_close_wakes_the_tasks_of_two_schedulers)
+{
+    enum { NT = 3, N = 4 * BC_RUN + NT };
+    chan_sched_t *s[2] = { test_sched_make(2), test_sched_make(2) };
+    chan_t *ch = chan_make(0, 0);
+    chan_wg_t *blocking = chan_wg_new();
+    cr_assert(ch && blocking);
+    cr_assert_eq(chan_wg_add(blocking, N), 0);
+    static struct bcast_waiter w[N];
+    pthread_t t[NT];
+    int k = 0;
+    /* A run of each scheduler's tasks, then the two interleaved. */
+    for (int run = 0; run < 2; run++)
+        for (int i = 0; i < BC_RUN; i++, k++) {
+            w[k] = (struct bcast_waiter){ ch, blocking, k % 3 == 0, 1 };
+            cr_assert_eq(chan_go(s[run], bcast_task, &w[k]), 0);
+        }
+    for (int i = 0; i < 2 * BC_RUN; i++, k++) {
+        w[k] = (struct bcast_waiter){ ch, blocking, k % 3 == 0, 1 };
+        cr_assert_eq(chan_go(s[i % 2], bcast_task, &w[k]), 0);
+    }
+    for (int i = 0; i < NT; i++, k++) {
+        w[k] = (struct bcast_waiter){ ch, blocking, i == 0, 1 };
+        t[i] = test_thread_start(bcast_thread, &w[k]);
+    }
+    cr_assert_eq(chan_wg_wait(blocking), 0);
+    /* Most have parked by now; any that has not sees the close instead. */
+    test_sleep_ns(20 * TEST_MS);
+    cr_assert_eq(chan_close(ch), 0);
+    cr_assert_eq(chan_sched_wait(s[0]), 0);
+    cr_assert_eq(chan_sched_wait(s[1]), 0);
+    for (int i = 0; i < NT; i++)
+        test_thread_join(t[i]);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(w[i].rc, -EPIPE, "waiter %d: %d", i, w[i].rc);
+    chan_sched_free(s[0]);
+    chan_sched_free(s[1]);
+    chan_wg_free(blocking);
+    chan_release(ch);
+}
