@@ -1287,47 +1287,42 @@ static void lone_reader_feed(int wfd, long pairs)
     close(wfd);
 }
 
+/* One reader on a new pipe: a plain thread (s NULL) or a task of s,
+ * waiting with a select or with chan_fd_wait. */
+static void lone_reader_case(chan_sched_t *s, int fd_wait, long pairs)
+{
+    int p[2];
+    make_pipe(p);
+    struct lone_reader r = { .fd = p[0], .fd_wait = fd_wait };
+    pthread_t t = 0;
+    if (s)
+        cr_assert_eq(chan_go(s, lone_reader_task, &r), 0);
+    else
+        t = test_thread_start(lone_reader_thread, &r);
+    lone_reader_feed(p[1], pairs);
+    if (s)
+        cr_assert_eq(chan_sched_wait(s), 0);
+    else
+        test_thread_join(t);
+    close(p[0]);
+    cr_assert_eq(r.bad, 0);
+    cr_assert_eq(r.got, 2 * pairs);
+    cr_assert_eq(r.empty, 0, "%s%s: %ld waits reported bytes already read",
+                 s ? "task" : "thread", fd_wait ? ", chan_fd_wait" : "",
+                 r.empty);
+}
+
 Test(io, lone_reader_is_never_told_of_stale_readiness)
 {
     long pairs = test_scaled(4000, 200);
     /* A plain thread, woken by the poller thread. */
-    int p[2];
-    make_pipe(p);
-    struct lone_reader r = { .fd = p[0] };
-    pthread_t t = test_thread_start(lone_reader_thread, &r);
-    lone_reader_feed(p[1], pairs);
-    test_thread_join(t);
-    close(p[0]);
-    cr_assert_eq(r.bad, 0);
-    cr_assert_eq(r.got, 2 * pairs);
-    cr_assert_eq(r.empty, 0, "%ld selects reported bytes already read",
-                 r.empty);
-
+    lone_reader_case(NULL, 0, pairs);
     /* A task, woken by a worker that polls. */
     chan_sched_t *s = test_sched_make(2);
-    make_pipe(p);
-    struct lone_reader tr = { .fd = p[0] };
-    cr_assert_eq(chan_go(s, lone_reader_task, &tr), 0);
-    lone_reader_feed(p[1], pairs);
-    cr_assert_eq(chan_sched_wait(s), 0);
+    lone_reader_case(s, 0, pairs);
     chan_sched_free(s);
-    close(p[0]);
-    cr_assert_eq(tr.bad, 0);
-    cr_assert_eq(tr.got, 2 * pairs);
-    cr_assert_eq(tr.empty, 0, "%ld selects reported bytes already read",
-                 tr.empty);
-
     /* chan_fd_wait, which is woken the same way. */
-    make_pipe(p);
-    struct lone_reader wr = { .fd = p[0], .fd_wait = 1 };
-    t = test_thread_start(lone_reader_thread, &wr);
-    lone_reader_feed(p[1], pairs);
-    test_thread_join(t);
-    close(p[0]);
-    cr_assert_eq(wr.bad, 0);
-    cr_assert_eq(wr.got, 2 * pairs);
-    cr_assert_eq(wr.empty, 0, "%ld waits reported bytes already read",
-                 wr.empty);
+    lone_reader_case(NULL, 1, pairs);
 }
 
 /* The threads of this process named name (every thread for NULL): their
