@@ -562,8 +562,8 @@ Test(sched_park, wait_group_in_tasks)
 /* ------------------------------------------------------------ broadcast */
 
 /* A plain thread's close wakes every task blocked on the channel, of two
- * schedulers, in runs longer than the batch the library queues them in
- * and interleaved, along with plain threads and selects. */
+ * schedulers, in long runs of each and interleaved, along with plain
+ * threads and selects. */
 enum { BC_RUN = 150 };
 
 struct bcast_waiter {
