@@ -628,6 +628,26 @@ static int burst_resident(struct burst *b)
     return n;
 }
 
+static int page_cmp(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t)*(char *const *)x, b = (uintptr_t)*(char *const *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* How many tasks of the burst share a stack page with another: none may
+ * (the stacks of one batch are spread over the worker's cache, the shared
+ * cache and the pool, from which the other worker takes them). */
+static int burst_shared(struct burst *b)
+{
+    static char *v[BURST];
+    memcpy(v, b->page, sizeof v);
+    qsort(v, BURST, sizeof v[0], page_cmp);
+    int n = 0;
+    for (int i = 1; i < BURST; i++)
+        n += v[i] == v[i - 1];
+    return n;
+}
+
 static void burst_run(chan_sched_t *s, struct burst *b, struct burst_arg *a)
 {
     b->gate = chan_make(0, 0);
@@ -639,6 +659,7 @@ static void burst_run(chan_sched_t *s, struct burst *b, struct burst_arg *a)
         cr_assert_eq(chan_go(s, burst_body, &a[i]), 0);
     }
     cr_assert_eq(chan_wg_wait(b->started), 0);
+    cr_assert_eq(burst_shared(b), 0);
     cr_assert_eq(burst_resident(b), BURST);
     cr_assert_eq(chan_close(b->gate), 0);
     cr_assert_eq(chan_sched_wait(s), 0);

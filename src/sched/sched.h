@@ -244,6 +244,7 @@ struct chan__worker {
      * chan__sched_ready); worker thread only. */
     int polling;
     chan__stack_cache_t stacks;   /* worker thread only */
+    unsigned batch;               /* stacks of its next batch; idem */
     /* Finished tasks' structs, linked by next, for chan_go in a task on
      * this worker to reuse (task.c); worker thread only. */
     chan__task_t *free_tasks;

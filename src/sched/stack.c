@@ -265,9 +265,9 @@ static void *stack_init(char *lo, size_t size)
 
 unsigned chan__stack_batch(size_t size)
 {
-    /* Batches of up to 16 stacks, as long as a batch stays under 2 MiB
+    /* Batches of up to 64 stacks, as long as a batch stays under 8 MiB
      * of address space. */
-    size_t n = (size_t)2 << 20;
+    size_t n = (size_t)8 << 20;
     n /= size + chan__stack_guard();
     return n < 1 ? 1
            : n > CHAN_STACK_BATCH_MAX ? CHAN_STACK_BATCH_MAX : (unsigned)n;
@@ -471,6 +471,29 @@ int chan__stack_cool(chan__stack_pool_t *p, void *lo, size_t size)
     return 1;
 }
 
+int chan__stack_fresh(chan__stack_pool_t *p, void *lo, size_t size)
+{
+    if (!pool_room(p, 1))
+        return 0;
+    /* Its node is not read: that would map the page (the kernel's zero
+     * page, then a copy-on-write fault and a TLB flush on every CPU at
+     * the first write).  Only the tools that watch stacks wrote to it. */
+    struct chan__stack_cold c = { lo, 0, NULL, 0 };
+#if defined(CHAN_VALGRIND) || defined(CHAN_TSAN)
+    c.vg = node_of(lo, size)->vg;
+    c.fiber = node_of(lo, size)->fiber;
+#endif
+    (void)size;
+    /* Nothing to discard: it joins the cold ones at once, and the first
+     * waiting one (if any) moves to the end. */
+    if (p->n > p->ncold)
+        p->v[p->n] = p->v[p->ncold];
+    p->n++;
+    p->v[p->ncold++] = c;
+    pool_count(p);
+    return 1;
+}
+
 void *chan__stack_warm(chan__stack_pool_t *p, size_t size)
 {
     if (p->n == 0)
@@ -549,21 +572,44 @@ void *chan__stack_take(chan__worker_t *w, int *err)
     chan__check(pthread_mutex_unlock(&s->stack_mu));
     if (lo)
         return lo;
-    /* Both caches are empty: map a batch, keep one, cache the rest (the
-     * worker's cache is empty and holds at least a batch, api.c). */
+    /*
+     * Everything is taken: map a batch, keep one, cache the rest.  A
+     * worker's first batch is small, so that a program that starts a few
+     * tasks does not wait for 64 guard regions; each further batch is
+     * twice as large, up to chan__stack_batch.  Large batches are what
+     * lets two workers that both start tasks on new stacks do so in
+     * parallel: mmap and the guard advice hold the process's mapping
+     * lock, against which the other worker's page faults on new stacks
+     * wait, and a larger batch takes that lock fewer times per stack.
+     * What the worker's cache cannot hold goes to the shared cache and
+     * then to the pool, as cold stacks (their pages were never touched):
+     * the other workers take them from there.
+     */
     void *batch[CHAN_STACK_BATCH_MAX];
-    unsigned n = chan__stack_batch(s->stack_size);
-    if (n > w->stacks.max + 1)
-        n = w->stacks.max + 1;
+    unsigned most = chan__stack_batch(s->stack_size);
+    unsigned n = w->batch ? w->batch : CHAN_STACK_BATCH_FIRST;
+    if (n > most)
+        n = most;
     int made = chan__stack_new(s->stack_size, batch, n);
     if (made < 0) {
         *err = made;
         return NULL;
     }
+    w->batch = n < most / 2 ? 2 * n : most;
     n = (unsigned)made;
-    for (unsigned i = 1; i < n; i++)
-        if (!chan__stack_put(&w->stacks, batch[i], s->stack_size))
+    unsigned i = 1;
+    while (i < n && chan__stack_put(&w->stacks, batch[i], s->stack_size))
+        i++;
+    if (i < n) {
+        chan__check(pthread_mutex_lock(&s->stack_mu));
+        for (; i < n; i++)
+            if (!chan__stack_put(&s->stacks, batch[i], s->stack_size) &&
+                !chan__stack_fresh(&s->cold, batch[i], s->stack_size))
+                break;
+        chan__check(pthread_mutex_unlock(&s->stack_mu));
+        for (; i < n; i++) /* the pool cannot grow: out of memory */
             chan__stack_free(batch[i], s->stack_size);
+    }
     return batch[0];
 }
 

@@ -23,8 +23,10 @@
 
 #include "internal.h"
 
-/* Most stacks chan__stack_new maps at once. */
-#define CHAN_STACK_BATCH_MAX 16
+/* Most stacks chan__stack_new maps at once, and how many a worker's
+ * first batch has (its batches double from there, stack.c). */
+#define CHAN_STACK_BATCH_MAX 64
+#define CHAN_STACK_BATCH_FIRST 16
 
 /* Bytes at the top of each stack that a task must not use. */
 #define CHAN_STACK_RESERVED 64
@@ -78,7 +80,7 @@ CHAN_INTERNAL size_t chan__stack_guard(void);
  */
 CHAN_INTERNAL int chan__stack_new(size_t size, void **out, unsigned n);
 
-/* chan__stack_batch - how many stacks of size bytes chan__stack_new should
+/* chan__stack_batch - the most stacks of size bytes chan__stack_new should
  * map at once (1 for big stacks). */
 CHAN_INTERNAL unsigned chan__stack_batch(size_t size);
 
@@ -116,6 +118,11 @@ static inline size_t chan__stack_pool_waiting(chan__stack_pool_t *p)
 {
     return __atomic_load_n(&p->waiting, __ATOMIC_RELAXED);
 }
+
+/* chan__stack_fresh - keep lo, a stack whose memory was never touched, in
+ * p among the cold ones; returns 0 if p cannot grow. */
+CHAN_INTERNAL int chan__stack_fresh(chan__stack_pool_t *p, void *lo,
+                                    size_t size);
 
 /* chan__stack_warm - a stack of p ready for a new task, or NULL.  Its
  * memory comes back (zeroed) as the task touches it. */
