@@ -166,6 +166,19 @@ static inline void chan__cpu_relax(void)
 #endif
 }
 
+/*
+ * chan__copy_elem - copy an element of n bytes.  Elements of 8 bytes (a
+ * pointer, an int64_t, a double: most channels carry one of those) are
+ * copied inline, without a call into the C library's memcpy.
+ */
+static inline void chan__copy_elem(void *dst, const void *src, size_t n)
+{
+    if (n == 8)
+        __builtin_memcpy(dst, src, 8);
+    else
+        __builtin_memcpy(dst, src, n);
+}
+
 /* Size of a cache line, for keeping hot fields of different writers apart. */
 #define CHAN_CACHELINE 64
 

@@ -167,7 +167,7 @@ int chan__ring_send(chan__ring_t *r, const void *elem, int locked)
              * set meanwhile fails instead. */
             size_t next = next_pos(r, pos) | (tail & CHAN_RING_FLAGS);
             if (claim(&r->tail, &tail, next)) {
-                memcpy(slot + sizeof(size_t), elem, r->elem_size);
+                chan__copy_elem(slot + sizeof(size_t), elem, r->elem_size);
                 atomic_store_explicit(stamp_of(slot), lap + 1,
                                       memory_order_release);
                 return 1;
@@ -208,7 +208,7 @@ int chan__ring_recv(chan__ring_t *r, void *elem, int locked)
             size_t next = next_pos(r, pos) | (head & CHAN_RING_FLAGS);
             if (claim(&r->head, &head, next)) {
                 if (elem)
-                    memcpy(elem, slot + sizeof(size_t), r->elem_size);
+                    chan__copy_elem(elem, slot + sizeof(size_t), r->elem_size);
                 atomic_store_explicit(stamp_of(slot), lap + r->one_lap,
                                       memory_order_release);
                 return 1;
