@@ -184,3 +184,62 @@ Test(sched_queue, work_is_stolen_by_idle_workers)
     chan_sched_free(s);
 }
 
+
+/*
+ * Two tasks that keep yielding to each other on one worker never leave its
+ * ring empty: one of them is always waiting for its turn.  An idle worker
+ * must take it, so that each runs on a CPU of its own, however often they
+ * yield (a worker whose ring keeps running empty keeps its tasks; one
+ * whose ring never does has more work than it gets through).
+ */
+struct yielders {
+    atomic_long tid[2];
+    atomic_int apart; /* the two ran on different workers at once */
+    atomic_int gave_up;
+};
+
+struct yielder {
+    struct yielders *y;
+    int i;
+};
+
+static void yielder_body(void *arg)
+{
+    struct yielder *me = arg;
+    struct yielders *y = me->y;
+    int64_t give_up = test_now_ns() + 5000 * TEST_MS;
+    while (!atomic_load(&y->apart) && !atomic_load(&y->gave_up)) {
+        long tid = test_gettid();
+        atomic_store(&y->tid[me->i], tid);
+        long other = atomic_load(&y->tid[1 - me->i]);
+        if (other != 0 && other != tid) {
+            atomic_store(&y->apart, 1);
+            break;
+        }
+        if (test_now_ns() > give_up)
+            atomic_store(&y->gave_up, 1);
+        chan_yield();
+    }
+}
+
+static void yielders_spawner(void *arg)
+{
+    struct yielder *ys = arg;
+    /* Both queued on this worker (a task's chan_go queues locally). */
+    for (int i = 0; i < 2; i++)
+        if (chan_go(NULL, yielder_body, &ys[i]) != 0)
+            return;
+}
+
+Test(sched_queue, tasks_that_keep_yielding_are_spread_over_the_workers)
+{
+    static struct yielders y;
+    static struct yielder ys[2] = { { &y, 0 }, { &y, 1 } };
+    chan_sched_t *s = test_sched_make(2);
+    cr_assert_eq(chan_go(s, yielders_spawner, ys), 0);
+    cr_assert_eq(chan_sched_wait(s), 0);
+    cr_assert_eq(atomic_load(&y.gave_up), 0,
+                 "both tasks stayed on one worker for 5 s");
+    cr_assert_eq(atomic_load(&y.apart), 1);
+    chan_sched_free(s);
+}

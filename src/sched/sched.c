@@ -88,6 +88,10 @@ enum {
     STACK_RETRY_MS = 10,
 };
 
+/* How long a ring must hold tasks without once running empty before
+ * another worker steals from it (see "When to steal" at steal()). */
+#define CHAN_STEAL_AGE_NS ((int64_t)20 * 1000)
+
 /* The running worker, or NULL outside one (CHAN_TLS: initial-exec). */
 static CHAN_TLS chan__worker_t *tls_worker;
 
@@ -288,6 +292,11 @@ static chan__task_t *pop_local(chan__worker_t *w)
     } else if (w->head != w->tail) {
         t = w->ring[w->head++ % CHAN_RUNQ_SIZE];
         w->runnext_streak = 0;
+        if (w->head == w->tail)
+            atomic_store_explicit(
+                &w->drains,
+                atomic_load_explicit(&w->drains, memory_order_relaxed) + 1,
+                memory_order_relaxed);
     }
     if (t)
         set_len(w);
@@ -336,6 +345,38 @@ static chan__task_t *pop_global(chan__worker_t *w)
  * may also lose its run-next task; that is left for the last look before
  * sleeping, because the victim usually runs it within microseconds.
  */
+/*
+ * When to steal.  Taking tasks from a busy worker pays off when that
+ * worker cannot keep up: its ring stays full of tasks that would wait.
+ * It costs when the tasks pass values to each other: a stolen task's
+ * every hand-off then moves the channel's and the waiter's cache lines
+ * between two CPUs, which on some machines costs more than running both
+ * sides on one (a consumer selecting over four producers' channels ran at
+ * a quarter of the speed with every woken producer stolen at once).  So
+ * a thief first watches a victim's ring: the victim counts the times its
+ * own pops leave its ring empty (drains), and the thief steals only once
+ * the ring has held tasks without draining for CHAN_STEAL_AGE_NS.  A
+ * worker that keeps up drains its ring every few microseconds and keeps
+ * its tasks; one stuck in a long task, or with more tasks than it gets
+ * through, loses half of them after the watch.  One watch at a time per
+ * thief: with two workers there is only one victim to watch, and with
+ * more a thief that found one stale ring takes from it.  The last look
+ * before sleeping (take_next) steals without watching, so that no worker
+ * sleeps while another's ring holds tasks.
+ */
+static int ring_stale(chan__worker_t *w, chan__worker_t *v)
+{
+    unsigned drains = atomic_load_explicit(&v->drains, memory_order_relaxed);
+    int64_t now = chan__now();
+    if (w->watch != v || w->watch_drains != drains) {
+        w->watch = v;
+        w->watch_drains = drains;
+        w->watch_since = now;
+        return 0;
+    }
+    return now - w->watch_since >= CHAN_STEAL_AGE_NS;
+}
+
 static chan__task_t *steal(chan__worker_t *w, int take_next)
 {
     chan_sched_t *s = w->sched;
@@ -347,8 +388,17 @@ static chan__task_t *steal(chan__worker_t *w, int take_next)
         /* Without take_next a victim with only a run-next task is left
          * alone, and its lock too. */
         unsigned len = atomic_load_explicit(&v->len, memory_order_relaxed);
-        if (v == w || len == 0 || (!take_next && len == LEN_NEXT))
+        if (v == w)
             continue;
+        if (len == 0 || len == LEN_NEXT) {
+            if (w->watch == v)
+                w->watch = NULL; /* its ring is empty: a new watch */
+            if (len == 0 || !take_next)
+                continue;
+        }
+        if (!take_next && !ring_stale(w, v))
+            continue;
+        w->watch = NULL;
         unsigned k = 0;
         qlock(v);
         unsigned n = v->tail - v->head;

@@ -20,7 +20,8 @@
  * local queue; everything from outside (threads, the timer thread, other
  * schedulers) goes to the global queue.  A worker whose queues are empty
  * takes from the global queue, then steals half of another worker's local
- * queue.
+ * queue, if that queue has held tasks without once running empty for
+ * CHAN_STEAL_AGE_NS (sched.c, "When to steal").
  *
  * Idling.  A worker with nothing to do spins for a short while (it is
  * "spinning"), then registers as idle and sleeps on the idle condition
@@ -230,6 +231,9 @@ struct chan__worker {
     unsigned next_seq;            /* run-next puts so far; mu */
     unsigned seen_seq;            /* next_seq at a thief's last look; mu */
     _Atomic unsigned len;
+    /* Times the worker's own pops left its ring empty: written by its
+     * thread under mu, read by thieves without it (sched.c). */
+    _Atomic unsigned drains;
     /* Tasks this worker has queued so far (its own thread writes it, idle
      * workers read it to tell a busy scheduler from a quiet one). */
     _Atomic unsigned puts;
@@ -238,6 +242,11 @@ struct chan__worker {
     unsigned tick;                /* schedules so far; worker thread only */
     unsigned runnext_streak;      /* run-next picks in a row; worker only */
     uint32_t rng;                 /* victim choice; worker thread only */
+    /* The victim whose ring this worker watches before stealing from it,
+     * that ring's drains then, and since when; worker thread only. */
+    chan__worker_t *watch;
+    unsigned watch_drains;
+    int64_t watch_since;
     unsigned seen_puts;           /* others' puts at the last nap; idem */
     /* 1 while the worker polls for descriptors in idle(): tasks of its
      * scheduler that the poll makes ready go onto its own queue (sched.c,
