@@ -418,12 +418,15 @@ int chan_close(chan_t *ch)
     chan__progress();
 
     /* Wake them now that the lock is dropped.  Read next before unparking:
-     * the owner may return, and its waiter vanish, at once. */
+     * the owner may return, and its waiter vanish, at once.  There may be
+     * thousands: tasks among them are queued a batch at a time (park.h). */
+    chan__unpark_many_begin();
     while (list) {
         chan__waiter_t *next = list->next;
         chan__unpark(list->sel->parker);
         list = next;
     }
+    chan__unpark_many_end();
     return 0;
 }
 

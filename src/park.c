@@ -32,6 +32,8 @@
 #include "park.h"
 
 chan__parker_t *(*_Atomic chan__park_task_hook)(void);
+CHAN_TLS int chan__unpark_many_depth;
+void (*_Atomic chan__unpark_many_hook)(void);
 
 _Atomic int chan__debug_deadlock;
 _Atomic unsigned long chan__debug_progress;

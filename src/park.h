@@ -178,6 +178,33 @@ CHAN_INTERNAL int chan__park_wait(chan__parker_t *p, int64_t deadline);
 CHAN_INTERNAL void chan__unpark(chan__parker_t *p);
 
 /*
+ * Waking many at once (chan_close).  Between chan__unpark_many_begin()
+ * and chan__unpark_many_end(), tasks that a plain thread wakes are made
+ * runnable a batch at a time (the scheduler's queue taken once per batch,
+ * sched.c) instead of one by one; every one of them is runnable when
+ * chan__unpark_many_end() returns.  Threads are woken at once as always.
+ * Nothing may block in between.  The scheduler sets the hook, as
+ * chan__park_task_hook, before its first task runs.
+ */
+CHAN_INTERNAL extern CHAN_TLS int chan__unpark_many_depth;
+CHAN_INTERNAL extern void (*_Atomic chan__unpark_many_hook)(void);
+
+static inline void chan__unpark_many_begin(void)
+{
+    chan__unpark_many_depth++;
+}
+
+static inline void chan__unpark_many_end(void)
+{
+    if (--chan__unpark_many_depth == 0) {
+        void (*flush)(void) = atomic_load_explicit(&chan__unpark_many_hook,
+                                                   memory_order_acquire);
+        if (flush)
+            flush();
+    }
+}
+
+/*
  * chan__park_note - record in p's note what its owner is about to wait on
  * (kind, one of enum chan__wait_kind, with obj, a and b as listed there)
  * and whether the wait has a deadline (deadline, absolute ns, or

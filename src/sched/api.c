@@ -173,6 +173,8 @@ static chan_sched_t *sched_new(const chan_sched_opts_t *opts)
      * that never meet a scheduler never pay for this check. */
     atomic_store_explicit(&chan__park_task_hook, chan__task_parker,
                           memory_order_release);
+    atomic_store_explicit(&chan__unpark_many_hook, chan__sched_flush_ready,
+                          memory_order_release);
 
     for (unsigned i = 0; i < threads; i++) {
         chan__worker_t *w = &s->workers[i];

@@ -197,16 +197,58 @@ static void global_append(chan_sched_t *s, chan__task_t *first,
     chan__check(pthread_mutex_unlock(&s->gmu));
 }
 
-void chan__sched_push_global(chan_sched_t *s, chan__task_t *t)
+/* Tasks a plain thread made runnable inside chan__unpark_many_begin/end,
+ * not queued yet: all of one scheduler, at most READY_BATCH. */
+enum { READY_BATCH = 64 };
+static CHAN_TLS struct ready_batch {
+    chan_sched_t *s;
+    chan__task_t *first, *last;
+    size_t n;
+} ready_batch;
+
+static void push_chain(chan_sched_t *s, chan__task_t *first,
+                       chan__task_t *last, size_t n)
 {
     /* Relaxed: the gmu release in global_append orders the count before
-     * the task, and so before anything that task's return lets the freeing
+     * the tasks, and so before anything their return lets the freeing
      * thread see. */
     atomic_fetch_add_explicit(&s->pushers, 1, memory_order_relaxed);
-    global_append(s, t, t, 1);
+    global_append(s, first, last, n);
     notify(s);
     /* Release: everything above happens before sched_destroy frees s. */
     atomic_fetch_sub_explicit(&s->pushers, 1, memory_order_release);
+}
+
+void chan__sched_flush_ready(void)
+{
+    struct ready_batch *b = &ready_batch;
+    if (b->n == 0)
+        return;
+    chan_sched_t *s = b->s;
+    chan__task_t *first = b->first, *last = b->last;
+    size_t n = b->n;
+    *b = (struct ready_batch){ NULL, NULL, NULL, 0 };
+    /* The tasks cannot finish before this, so s outlives the call. */
+    push_chain(s, first, last, n);
+}
+
+void chan__sched_push_global(chan_sched_t *s, chan__task_t *t)
+{
+    if (chan__unpark_many_depth) {
+        struct ready_batch *b = &ready_batch;
+        if (b->n && b->s != s)
+            chan__sched_flush_ready();
+        t->next = NULL;
+        if (b->n)
+            b->last->next = t;
+        else
+            b->s = s, b->first = t;
+        b->last = t;
+        if (++b->n == READY_BATCH)
+            chan__sched_flush_ready();
+        return;
+    }
+    push_chain(s, t, t, 1);
 }
 
 /*

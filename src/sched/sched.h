@@ -398,8 +398,15 @@ CHAN_INTERNAL void chan__sched_spawn(chan_sched_t *s, chan__task_t *t);
 CHAN_INTERNAL void chan__sched_push_local(chan__worker_t *w, chan__task_t *t);
 
 /* chan__sched_push_global - put t at the tail of s's global queue and wake
- * a worker. */
+ * a worker.  Inside chan__unpark_many_begin/end (park.h) t joins the
+ * calling thread's batch instead, which goes to the queue in one step
+ * when it is full, when a task of another scheduler comes, or at
+ * chan__unpark_many_end. */
 CHAN_INTERNAL void chan__sched_push_global(chan_sched_t *s, chan__task_t *t);
+
+/* chan__sched_flush_ready - queue the calling thread's batch (the hook of
+ * chan__unpark_many_end). */
+CHAN_INTERNAL void chan__sched_flush_ready(void);
 
 /* ---------------------------------------------------------------- task.c */
 
