@@ -382,12 +382,6 @@ static chan__task_t *pop_global(chan__worker_t *w)
 }
 
 /*
- * Steals half of another worker's ring (rounded up) into w's, returning
- * one of the stolen tasks.  With take_next, a victim whose ring is empty
- * may also lose its run-next task; that is left for the last look before
- * sleeping, because the victim usually runs it within microseconds.
- */
-/*
  * When to steal.  Taking tasks from a busy worker pays off when that
  * worker cannot keep up: its ring stays full of tasks that would wait.
  * It costs when the tasks pass values to each other: a stolen task's
@@ -419,6 +413,13 @@ static int ring_stale(chan__worker_t *w, chan__worker_t *v)
     return now - w->watch_since >= CHAN_STEAL_AGE_NS;
 }
 
+/*
+ * Steals half of another worker's ring (rounded up) into w's, returning
+ * one of the stolen tasks.  With take_next, a victim whose ring is empty
+ * may also lose its run-next task; that is left for the last look before
+ * sleeping, because the victim usually runs it within microseconds.
+ * Without take_next, only a ring that ring_stale() says has waited.
+ */
 static chan__task_t *steal(chan__worker_t *w, int take_next)
 {
     chan_sched_t *s = w->sched;
